@@ -1,0 +1,116 @@
+"""The `rq-sandbox` command line."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from sandbox import __version__
+from sandbox.errors import ExitCode, SandboxError, UsageError
+
+PROG = "rq-sandbox"
+
+logger = logging.getLogger(__name__)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: use a whole number from 0 to 64") from None
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"invalid count {value}: use a whole number from 0 to 64")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Local sandbox for a Java producer writing RQ jobs into Redis and the rq workers running them.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="replay a YAML load scenario headless and report")
+    run.add_argument("scenario", type=Path, help="scenario file, e.g. scenarios/ten-messages.yaml")
+    run.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report to PATH")
+    run.add_argument("--junit", type=Path, metavar="PATH", help="write a JUnit XML report to PATH")
+    run.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="use this Redis instead of starting one (default: $REDIS_URL, else a private redis-server)",
+    )
+    run.add_argument("--workers", type=_positive_int, metavar="N", help="number of workers, overriding the scenario")
+    run.add_argument("--keep-services", action="store_true", help="leave the Redis this run started running")
+    run.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="delete the keys this run wrote from the Redis it used (never any other key)",
+    )
+    run.add_argument("--state-dir", type=Path, metavar="DIR", help="keep worker logs, metrics and Redis data here")
+    run.add_argument("--json", action="store_true", help="print the report as JSON on stdout instead of the summary")
+    run.set_defaults(handler=cmd_run)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sandbox import redisconn
+    from sandbox.scenario.loader import load_scenario
+    from sandbox.scenario.progress import HeadlessProgress, summary
+    from sandbox.scenario.report import write_json, write_junit
+    from sandbox.scenario.runner import Runner, RunOptions
+
+    scenario = load_scenario(args.scenario)
+    redis_url = args.redis_url or redisconn.redis_url_from_env(os.environ)
+    if args.keep_services and redis_url:
+        raise UsageError("--keep-services only applies to the Redis the sandbox starts; drop it or --redis-url")
+    if redis_url:
+        redisconn.validate_url(redis_url)
+
+    options = RunOptions(
+        redis_url=redis_url,
+        workers=args.workers,
+        keep_services=args.keep_services,
+        cleanup=args.cleanup,
+        state_dir=args.state_dir,
+    )
+    runner = Runner(scenario, options, subscribers=[HeadlessProgress()])
+    report, exit_code = runner.run()
+
+    if args.report:
+        write_json(report, args.report)
+    if args.junit:
+        write_junit(report, args.junit)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(summary(report))
+        if args.report:
+            print(f"  report: {args.report}")
+    return exit_code
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+
+    _configure_logging(args.verbose)
+    try:
+        return int(args.handler(args))
+    except SandboxError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)

@@ -1,0 +1,33 @@
+"""Redis key names RQ 2.x reads and writes, in one place."""
+
+JOB_PREFIX = "rq:job:"
+QUEUE_PREFIX = "rq:queue:"
+QUEUES_SET = "rq:queues"
+WORKERS_SET = "rq:workers"
+
+#: Registry kinds RQ keeps per queue, as sorted sets named ``rq:<kind>:<queue>``.
+REGISTRY_KINDS = ("started", "finished", "failed", "deferred", "scheduled", "canceled")
+
+
+def job_key(job_id: str) -> str:
+    return f"{JOB_PREFIX}{job_id}"
+
+
+def queue_key(queue: str) -> str:
+    return f"{QUEUE_PREFIX}{queue}"
+
+
+def intermediate_queue_key(queue: str) -> str:
+    """The list RQ 2.x moves an id into (LMOVE) between dequeue and start."""
+    return f"{QUEUE_PREFIX}{queue}:intermediate"
+
+
+def registry_key(kind: str, queue: str) -> str:
+    if kind not in REGISTRY_KINDS:
+        raise ValueError(f"unknown registry {kind!r}; allowed: {', '.join(REGISTRY_KINDS)}")
+    return f"rq:{kind}:{queue}"
+
+
+def result_key(job_id: str) -> str:
+    """The stream where RQ 2.x stores a job's results."""
+    return f"rq:results:{job_id}"

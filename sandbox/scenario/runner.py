@@ -1,0 +1,368 @@
+"""Sequence one run of a scenario: Redis, workers, producer, monitor, report.
+
+The runner emits events; the headless progress, the reports and the TUI are
+subscribers, so every face shows the same numbers.
+"""
+
+import logging
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import redis
+
+from sandbox import redisconn
+from sandbox.contract import keys
+from sandbox.contract.profiles import ProfileOptions
+from sandbox.errors import ExitCode, InfrastructureError, SandboxError
+from sandbox.monitor import harvest
+from sandbox.producer.pacing import PhasePlan, schedule
+from sandbox.producer.publisher import Publisher
+from sandbox.scenario import events
+from sandbox.scenario.model import Scenario
+from sandbox.scenario.outcome import build_report
+from sandbox.secrets import mask_url
+from sandbox.services.redis_process import RedisProcess
+from sandbox.worker.jobs import JobBehaviour
+from sandbox.worker.pool import WorkerPool, WorkerSpec
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between monitor ticks.
+TICK_S = 0.25
+
+
+@dataclass
+class RunOptions:
+    """Command-line settings that apply on top of a scenario."""
+
+    #: An existing Redis to use; None starts a private one.
+    redis_url: str | None = None
+    #: Overrides the scenario's worker count.
+    workers: int | None = None
+    #: Leave the Redis the run started running at the end.
+    keep_services: bool = False
+    #: Delete the keys this run wrote (job hashes, results, its ids in queues and registries).
+    cleanup: bool = False
+    #: Folder for worker logs, metrics and the Redis data; a temporary one when None.
+    state_dir: Path | None = None
+
+
+@dataclass
+class SentJob:
+    job_id: str
+    #: Wall-clock time the job was due, seconds since the epoch.
+    scheduled_at: float
+    #: Seconds the sender was behind the schedule when it sent this job.
+    lag_s: float
+
+
+@dataclass
+class RunState:
+    """What a run has seen so far; shared by the producer thread and the monitor loop."""
+
+    sent: list[SentJob] = field(default_factory=list)
+    producer_error: BaseException | None = None
+    producer_done: threading.Event = field(default_factory=threading.Event)
+    stop_producing: threading.Event = field(default_factory=threading.Event)
+    crashes: list = field(default_factory=list)
+    deadline_hit: bool = False
+    interrupted: bool = False
+    infrastructure_error: str | None = None
+
+
+class Runner:
+    """Run one scenario and return its report and exit code."""
+
+    def __init__(self, scenario: Scenario, options: RunOptions | None = None,
+                 subscribers: list[Callable[[events.Event], None]] | None = None):
+        self.options = options or RunOptions()
+        if self.options.workers is not None:
+            scenario = replace(scenario, workers=replace(scenario.workers, count=self.options.workers))
+        self.scenario = scenario
+        self.subscribers = list(subscribers or [])
+        self.state = RunState()
+        self.redis_process: RedisProcess | None = None
+        self.pool: WorkerPool | None = None
+        self.connection: redis.Redis | None = None
+        self.redis_url: str | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def emit(self, event: events.Event) -> None:
+        for subscriber in self.subscribers:
+            try:
+                subscriber(event)
+            except Exception:
+                # A broken subscriber (a closed terminal, say) must not break the run.
+                logger.exception("Subscriber %r failed on %s", subscriber, type(event).__name__)
+
+    def run(self) -> tuple[dict, int]:
+        started = time.time()
+        state_dir = self._state_dir()
+        try:
+            self._start_redis(state_dir)
+            self._start_workers(state_dir)
+            self._produce_and_watch()
+        except KeyboardInterrupt:
+            self.state.interrupted = True
+            self.state.stop_producing.set()
+            self.emit(events.Notice("interrupted: stopping workers and writing a partial report"))
+        except SandboxError as error:
+            self.state.infrastructure_error = str(error)
+            self.state.stop_producing.set()
+            self.emit(events.Notice(f"error: {error}"))
+        finally:
+            self._stop_workers()
+
+        report = self._report(started)
+        exit_code = self._exit_code(report)
+        report["exit_code"] = int(exit_code)
+
+        self._finish_services()
+        self.emit(events.RunFinished(report=report, exit_code=int(exit_code)))
+        return report, int(exit_code)
+
+    def _state_dir(self) -> Path:
+        if self.options.state_dir is not None:
+            path = Path(self.options.state_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        self._tmp = tempfile.TemporaryDirectory(prefix="rq-sandbox-")
+        return Path(self._tmp.name)
+
+    def _start_redis(self, state_dir: Path) -> None:
+        if self.options.redis_url:
+            self.redis_url = self.options.redis_url
+        else:
+            self.emit(events.ServiceState("redis", "starting", "embedded"))
+            self.redis_process = RedisProcess(
+                state_dir=state_dir / "redis", persistence=self.scenario.redis.persistence
+            )
+            self.redis_process.start()
+            self.redis_url = self.redis_process.url
+
+        self.connection = redisconn.connect(self.redis_url)
+        redisconn.require_version(self.connection, self.redis_url)
+        detail = "embedded" if self.redis_process else "external"
+        self.emit(events.ServiceState("redis", "healthy", f"{detail} {mask_url(self.redis_url)}"))
+        self.emit(events.RunStarted(
+            scenario=self.scenario.name,
+            total_jobs=self.scenario.total_messages,
+            redis_url=mask_url(self.redis_url),
+            embedded_redis=self.redis_process is not None,
+        ))
+
+    def _start_workers(self, state_dir: Path) -> None:
+        options = self.scenario.workers
+        if options.count == 0:
+            return
+        job = self.scenario.job
+        spec = WorkerSpec(
+            redis_url=self.redis_url,
+            queues=tuple(options.queues),
+            count=options.count,
+            mode=options.mode,
+            serializer=options.serializer,
+            decode_responses=options.decode_responses,
+            behaviour=JobBehaviour(work_ms=job.work_s * 1000.0, failure_rate=job.failure_rate, seed=job.seed),
+            pythonpath=tuple(str(path) for path in options.pythonpath),
+            state_dir=state_dir / "workers",
+            job_timeout_s=int(options.job_timeout_s) if options.job_timeout_s else None,
+        )
+        self.pool = WorkerPool(spec)
+        self.pool.start()
+        self.pool.wait_ready()
+        self.emit(events.WorkersReady(names=tuple(w.name for w in self.pool.workers), mode=options.mode))
+
+    def _produce_and_watch(self) -> None:
+        producer = threading.Thread(target=self._produce, name="rq-sandbox-producer", daemon=True)
+        start = time.perf_counter()
+        producer.start()
+
+        deadline = start + self.scenario.expect.deadline_s
+        pending: list[str] = []
+        seen = 0
+        done = {"finished": 0, "failed": 0}
+        started_count = 0
+
+        while True:
+            tick = time.perf_counter()
+            self._check_workers()
+
+            sent = self.state.sent[seen:]
+            seen += len(sent)
+            pending.extend(job.job_id for job in sent)
+
+            records = harvest.read_jobs(self.connection, pending)
+            still = []
+            started_count = 0
+            for record in records:
+                if record.status == "finished":
+                    done["finished"] += 1
+                elif record.terminal:
+                    done["failed"] += 1
+                else:
+                    started_count += record.status == "started"
+                    still.append(record.job_id)
+            pending = still
+
+            self.emit(events.Progress(
+                total=self.scenario.total_messages,
+                enqueued=seen,
+                finished=done["finished"],
+                failed=done["failed"],
+                started=started_count,
+                elapsed_s=tick - start,
+            ))
+
+            if self.state.producer_error is not None:
+                raise InfrastructureError(f"the producer failed: {self.state.producer_error}")
+            if self.state.producer_done.is_set() and seen == len(self.state.sent) and not pending:
+                break
+            if self._all_workers_gone() and self.state.producer_done.is_set():
+                self.emit(events.Notice("no worker is left to run the remaining jobs"))
+                break
+            if self.state.crashes and not self.scenario.expect.worker_crash:
+                break
+            if tick >= deadline:
+                self.state.deadline_hit = True
+                self.state.stop_producing.set()
+                self.emit(events.Notice(f"deadline of {self.scenario.expect.deadline_s:g}s reached"))
+                break
+
+            time.sleep(max(0.0, TICK_S - (time.perf_counter() - tick)))
+
+        self.state.stop_producing.set()
+        producer.join(timeout=5)
+
+    def _produce(self) -> None:
+        producer = self.scenario.producer
+        publisher = Publisher(
+            self.connection,
+            ProfileOptions(
+                name=producer.profile,
+                clock_precision=producer.clock_precision,
+                ttl_s=producer.ttl_s,
+                description=producer.description,
+            ),
+        )
+        plans = [PhasePlan(p.messages, p.rate_per_s, p.ramp) for p in self.scenario.phases]
+        due = schedule(plans)
+        counters = [0] * len(self.scenario.phases)
+        start_wall = time.time()
+        start = time.perf_counter()
+        try:
+            for number, (phase_index, offset) in enumerate(due, start=1):
+                if self.state.stop_producing.is_set():
+                    break
+                delay = start + offset - time.perf_counter()
+                if delay > 0 and self.state.stop_producing.wait(delay):
+                    break
+                phase = self.scenario.phases[phase_index]
+                payload = phase.render_payload(number, counters[phase_index])
+                counters[phase_index] += 1
+                job_id = publisher.enqueue(producer.queue, producer.function, [payload])
+                lag = max(0.0, time.perf_counter() - (start + offset))
+                self.state.sent.append(SentJob(job_id, start_wall + offset, lag))
+        except (redis.RedisError, OSError) as error:
+            logger.error("Producer failed after %d jobs: %s", len(self.state.sent), error)
+            self.state.producer_error = error
+        finally:
+            self.state.producer_done.set()
+
+    def _check_workers(self) -> None:
+        if self.pool is None:
+            return
+        for exit_ in self.pool.poll():
+            job_id = exit_.current_job_id or self._job_in_intermediate_queue()
+            crash = {
+                "worker": exit_.name,
+                "exit_code": exit_.exit_code,
+                "last_error": exit_.last_error,
+                "job_id": job_id,
+                "log": str(exit_.log_path),
+            }
+            self.state.crashes.append(crash)
+            logger.info("Worker %s: exited with %s holding job %s: %s",
+                        exit_.name, exit_.exit_code, job_id, exit_.last_error)
+            self.emit(events.WorkerCrashed(exit_.name, exit_.exit_code, exit_.last_error, job_id))
+
+    def _job_in_intermediate_queue(self) -> str | None:
+        """Find a job of this run that RQ moved out of its queue but never started.
+
+        A worker that dies between dequeue and start (while restoring the job's
+        hash, say) leaves the id in the queue's intermediate list, which names the
+        job that killed it.
+        """
+        ours = {job.job_id for job in self.state.sent}
+        try:
+            for queue in self.scenario.workers.queues:
+                for raw in self.connection.lrange(keys.intermediate_queue_key(queue), 0, -1):
+                    job_id = raw.decode() if isinstance(raw, bytes) else raw
+                    if job_id in ours:
+                        return job_id
+        except redis.RedisError as error:
+            logger.warning("Reading the intermediate queues failed: %s", error)
+        return None
+
+    def _all_workers_gone(self) -> bool:
+        if self.pool is None:
+            return True
+        return not any(worker.alive for worker in self.pool.workers)
+
+    def _stop_workers(self) -> None:
+        if self.pool is None:
+            return
+        try:
+            self._check_workers()
+            self.pool.stop()
+        except Exception as error:  # noqa: BLE001 - the report must still be written
+            logger.exception("Stopping workers failed")
+            self.state.infrastructure_error = self.state.infrastructure_error or f"stopping workers failed: {error}"
+
+    def _report(self, started: float) -> dict:
+        return build_report(self, started)
+
+    def _exit_code(self, report: dict) -> ExitCode:
+        if self.state.interrupted:
+            return ExitCode.INTERRUPTED
+        if self.state.infrastructure_error:
+            return ExitCode.INFRASTRUCTURE
+        if self.state.crashes and not self.scenario.expect.worker_crash:
+            return ExitCode.INFRASTRUCTURE
+        return ExitCode.OK if report["passed"] else ExitCode.FAILED
+
+    def _finish_services(self) -> None:
+        if self.options.cleanup and self.connection is not None and self.state.sent:
+            removed = cleanup_run(self.connection, self.scenario, [job.job_id for job in self.state.sent])
+            self.emit(events.Notice(f"cleanup: removed {removed} keys and entries this run wrote"))
+
+        if self.redis_process is not None:
+            if self.options.keep_services:
+                self.emit(events.Notice(f"Redis left running at {mask_url(self.redis_process.url)}"))
+            else:
+                self.redis_process.stop()
+                self.emit(events.ServiceState("redis", "stopped", "embedded"))
+        if self._tmp is not None and not self.options.keep_services:
+            self._tmp.cleanup()
+
+
+def cleanup_run(connection: redis.Redis, scenario: Scenario, job_ids: list[str]) -> int:
+    """Delete what this run wrote and nothing else: its job hashes, their results, its ids in lists and registries."""
+    queues = set(scenario.workers.queues) | {scenario.producer.queue}
+    removed = 0
+    for start in range(0, len(job_ids), 500):
+        batch = job_ids[start : start + 500]
+        pipe = connection.pipeline(transaction=False)
+        for job_id in batch:
+            pipe.delete(keys.job_key(job_id), keys.result_key(job_id))
+            for queue in queues:
+                pipe.lrem(keys.queue_key(queue), 0, job_id)
+                pipe.lrem(keys.intermediate_queue_key(queue), 0, job_id)
+                for kind in keys.REGISTRY_KINDS:
+                    pipe.zrem(keys.registry_key(kind, queue), job_id)
+        removed += sum(int(value) for value in pipe.execute() if isinstance(value, int))
+    return removed

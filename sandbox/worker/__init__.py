@@ -1,0 +1,1 @@
+"""Live RQ workers for the sandbox: job functions, metrics-emitting worker classes and a pool."""

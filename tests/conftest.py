@@ -1,0 +1,34 @@
+"""Shared fixtures: private redis-servers the test session starts through the sandbox's own RedisProcess."""
+
+import pytest
+import redis
+
+from sandbox.services.redis_process import RedisProcess
+
+#: Password of the session's password-protected server; tests grep output for it.
+TEST_PASSWORD = "s3cret-pw"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """One private redis-server on a free 127.0.0.1 port for the whole session."""
+    server = RedisProcess(state_dir=tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisProcess) -> str:
+    """The URL of the session's private server, emptied before the test."""
+    redis.Redis.from_url(redis_server.url).flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_server_with_password(tmp_path_factory: pytest.TempPathFactory):
+    """The URL of a second private server that requires TEST_PASSWORD."""
+    server = RedisProcess(state_dir=tmp_path_factory.mktemp("redis-auth"), password=TEST_PASSWORD)
+    server.start()
+    yield server.url
+    server.stop()
