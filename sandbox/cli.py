@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from sandbox import __version__
+from sandbox.contract.profiles import PROFILES
+from sandbox.contract.timestamps import PRECISIONS
 from sandbox.errors import ExitCode, SandboxError, UsageError
 
 PROG = "rq-sandbox"
@@ -44,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="use this Redis instead of starting one (default: $REDIS_URL, else a private redis-server)",
     )
     run.add_argument("--workers", type=_positive_int, metavar="N", help="number of workers, overriding the scenario")
+    run.add_argument(
+        "--profile",
+        choices=PROFILES,
+        help="producer profile, overriding the scenario: java, java-legacy-zlib or rq-native",
+    )
+    run.add_argument(
+        "--clock-precision",
+        choices=tuple(PRECISIONS),
+        help="timestamp precision of the Java-style producer, overriding the scenario",
+    )
     run.add_argument("--keep-services", action="store_true", help="leave the Redis this run started running")
     run.add_argument(
         "--cleanup",
@@ -73,6 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         redis_url=redis_url,
         workers=args.workers,
+        profile=args.profile,
+        clock_precision=args.clock_precision,
         keep_services=args.keep_services,
         cleanup=args.cleanup,
         state_dir=args.state_dir,
@@ -94,7 +108,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _configure_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    level = logging.WARNING
+    if verbosity == 1:
+        level = logging.INFO
+    elif verbosity > 1:
+        level = logging.DEBUG
     logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 

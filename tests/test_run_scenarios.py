@@ -171,3 +171,27 @@ def test_redis_url_from_environment_is_masked(redis_server_with_password, tmp_pa
     assert report["redis"]["embedded"] is False
     assert "s3cret-pw" not in result.stdout + result.stderr
     assert ":***@" in report["redis"]["url"]
+
+
+def test_nanosecond_timestamps_crash_rq_worker(tmp_path):
+    # JDK 15+ on Linux prints nine fraction digits; rq 2.6 parses at most six.
+    report_path = tmp_path / "report.json"
+    result = run_cli("run", "scenarios/ten-messages.yaml", "--clock-precision", "nanos", "--report", str(report_path))
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    report = json.loads(report_path.read_text())
+    crash = report["workers"]["crashes"][0]
+    assert crash["last_error"].startswith("ValueError: time data '")
+    assert "does not match format" in crash["last_error"]
+    assert crash["job_id"] in report["jobs"]["ids"]["pending"]
+    assert report["jobs"]["unaccounted"] == 0
+    assert report["producer"]["clock_precision"] == "nanos"
+
+
+def test_rq_native_profile_override(tmp_path):
+    report_path = tmp_path / "report.json"
+    result = run_cli("run", "scenarios/five-workers.yaml", "--profile", "rq-native", "--report", str(report_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["producer"]["profile"] == "rq-native"
+    assert report["jobs"]["finished"] == 10

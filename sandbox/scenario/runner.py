@@ -43,6 +43,10 @@ class RunOptions:
     redis_url: str | None = None
     #: Overrides the scenario's worker count.
     workers: int | None = None
+    #: Overrides the scenario's producer profile.
+    profile: str | None = None
+    #: Overrides the Java-style producer's clock precision.
+    clock_precision: str | None = None
     #: Leave the Redis the run started running at the end.
     keep_services: bool = False
     #: Delete the keys this run wrote (job hashes, results, its ids in queues and registries).
@@ -62,7 +66,7 @@ class SentJob:
 
 @dataclass
 class RunState:
-    """What a run has seen so far; shared by the producer thread and the monitor loop."""
+    """Progress of a run, shared by the producer thread and the monitor loop."""
 
     sent: list[SentJob] = field(default_factory=list)
     producer_error: BaseException | None = None
@@ -82,6 +86,13 @@ class Runner:
         self.options = options or RunOptions()
         if self.options.workers is not None:
             scenario = replace(scenario, workers=replace(scenario.workers, count=self.options.workers))
+        producer_overrides = {}
+        if self.options.profile:
+            producer_overrides["profile"] = self.options.profile
+        if self.options.clock_precision:
+            producer_overrides["clock_precision"] = self.options.clock_precision
+        if producer_overrides:
+            scenario = replace(scenario, producer=replace(scenario.producer, **producer_overrides))
         self.scenario = scenario
         self.subscribers = list(subscribers or [])
         self.state = RunState()
