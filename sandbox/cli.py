@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--state-dir", type=Path, metavar="DIR", help="keep worker logs, metrics and Redis data here")
     run.add_argument("--json", action="store_true", help="print the report as JSON on stdout instead of the summary")
     run.set_defaults(handler=cmd_run)
+
+    from sandbox.services import commands as services_commands
+
+    services_commands.register(commands)
     return parser
 
 

@@ -109,3 +109,20 @@ def test_rq_native_goes_through_queue_enqueue(redis_url):
 def test_profile_options_rejected(bad):
     with pytest.raises(ValueError, match="allowed|at least"):
         ProfileOptions(**bad)
+
+
+def test_registry_keys_match_installed_rq():
+    from rq import registry
+
+    from sandbox.contract.keys import registry_key
+
+    classes = {
+        "started": registry.StartedJobRegistry,
+        "finished": registry.FinishedJobRegistry,
+        "failed": registry.FailedJobRegistry,
+        "deferred": registry.DeferredJobRegistry,
+        "scheduled": registry.ScheduledJobRegistry,
+        "canceled": registry.CanceledJobRegistry,
+    }
+    for kind, registry_class in classes.items():
+        assert registry_key(kind, "q") == registry_class.key_template.format("q")

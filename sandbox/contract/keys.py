@@ -5,8 +5,18 @@ QUEUE_PREFIX = "rq:queue:"
 QUEUES_SET = "rq:queues"
 WORKERS_SET = "rq:workers"
 
-#: Registry kinds RQ keeps per queue, as sorted sets named ``rq:<kind>:<queue>``.
+#: Registry kinds RQ keeps per queue, each a sorted set.
 REGISTRY_KINDS = ("started", "finished", "failed", "deferred", "scheduled", "canceled")
+
+#: Key prefix per registry kind; rq 2.x keeps started jobs in ``rq:wip:<queue>``.
+_REGISTRY_PREFIXES = {
+    "started": "rq:wip:",
+    "finished": "rq:finished:",
+    "failed": "rq:failed:",
+    "deferred": "rq:deferred:",
+    "scheduled": "rq:scheduled:",
+    "canceled": "rq:canceled:",
+}
 
 
 def job_key(job_id: str) -> str:
@@ -25,7 +35,7 @@ def intermediate_queue_key(queue: str) -> str:
 def registry_key(kind: str, queue: str) -> str:
     if kind not in REGISTRY_KINDS:
         raise ValueError(f"unknown registry {kind!r}; allowed: {', '.join(REGISTRY_KINDS)}")
-    return f"rq:{kind}:{queue}"
+    return f"{_REGISTRY_PREFIXES[kind]}{queue}"
 
 
 def result_key(job_id: str) -> str:
