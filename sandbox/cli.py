@@ -10,7 +10,7 @@ from pathlib import Path
 from sandbox import __version__
 from sandbox.contract.profiles import PROFILES
 from sandbox.contract.timestamps import PRECISIONS
-from sandbox.errors import ExitCode, SandboxError, UsageError
+from sandbox.errors import ExitCode, InfrastructureError, SandboxError, UsageError
 
 PROG = "rq-sandbox"
 
@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete the keys this run wrote from the Redis it used (never any other key)",
     )
+    run.add_argument(
+        "--allow-destructive",
+        action="store_true",
+        help="allow --cleanup to delete keys in a Redis the sandbox did not start (only keys this run wrote)",
+    )
     run.add_argument("--state-dir", type=Path, metavar="DIR", help="keep worker logs, metrics and Redis data here")
     run.add_argument("--json", action="store_true", help="print the report as JSON on stdout instead of the summary")
     run.set_defaults(handler=cmd_run)
@@ -69,7 +74,32 @@ def build_parser() -> argparse.ArgumentParser:
     from sandbox.services import commands as services_commands
 
     services_commands.register(commands)
+    _add_contract_commands(commands)
     return parser
+
+
+def _add_contract_commands(commands) -> None:
+    from sandbox.contract import check_cli, lab_cli
+
+    repro = commands.add_parser("repro", help="reproduce a known contract break between the Java writer and rq")
+    repro_cases = repro.add_subparsers(dest="repro_case", metavar="CASE", required=True)
+    utf8 = repro_cases.add_parser(
+        "utf8-decode",
+        help="the historical zlib writer against decode_responses=True workers, the fix, and the full matrix",
+    )
+    lab_cli.add_repro_arguments(utf8)
+
+    contract = commands.add_parser("contract", help="check job hashes against the installed rq, or compare writers")
+    checks = contract.add_subparsers(dest="contract_action", metavar="ACTION", required=True)
+    check = checks.add_parser("check", help="lint job hashes in a Redis against the installed rq")
+    check_cli.add_check_arguments(check)
+    check.set_defaults(handler=check_cli.run_check)
+    diff = checks.add_parser("diff", help="enqueue one job as the Java writer and as rq, and compare the hashes")
+    lab_cli.add_diff_arguments(diff)
+
+    inspect = commands.add_parser("inspect", help="show one job's hash, place in queues and registries, and findings")
+    check_cli.add_inspect_arguments(inspect)
+    inspect.set_defaults(handler=check_cli.run_inspect)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -85,6 +115,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--keep-services only applies to the Redis the sandbox starts; drop it or --redis-url")
     if redis_url:
         redisconn.validate_url(redis_url)
+        if args.cleanup and not args.allow_destructive:
+            raise UsageError(
+                "refusing to delete keys in a Redis the sandbox did not start: "
+                "add --allow-destructive to --cleanup (only the keys this run wrote are deleted)"
+            )
+        # Check the server before starting anything, so a wrong URL or password writes nothing.
+        try:
+            redisconn.connect(redis_url).close()
+        except InfrastructureError as error:
+            raise UsageError(str(error)) from None
 
     options = RunOptions(
         redis_url=redis_url,

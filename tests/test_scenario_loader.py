@@ -4,6 +4,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import redis
 
 from sandbox.errors import ExitCode, UsageError
 from sandbox.scenario.durations import FormatError, parse_duration, parse_rate
@@ -177,7 +178,8 @@ def test_minimal_scenario_defaults():
     assert expect.deadline_s == 60.0
     assert expect.latency == ()
     assert expect.errors == ()
-    assert expect.worker_crash is False
+    # None: no crash is expected unless the workers restart dead ones.
+    assert expect.worker_crash is None
 
 
 def test_minimal_scenario_renders_payload():
@@ -256,6 +258,47 @@ def test_null_sections_use_defaults():
 
     assert scenario.workers.queues == ("opik:optimizer-cloud",)
     assert scenario.expect.deadline_s == 60.0
+
+
+def test_producer_omit_and_extra_fields():
+    scenario = parse_scenario(MINIMAL.replace(
+        "  function: sandbox.worker.jobs.process_optimizer_job\n",
+        "  function: sandbox.worker.jobs.process_optimizer_job\n"
+        "  omit_fields: [status, timeout_in_sec]\n"
+        "  extra_fields: {timeout: 30, worker_name: ''}\n",
+    ))
+
+    assert scenario.producer.omit_fields == ("status", "timeout_in_sec")
+    # Integers are stored as their digits, as Redis keeps text.
+    assert scenario.producer.extra_fields == {"timeout": "30", "worker_name": ""}
+
+
+def test_producer_fields_defaults():
+    scenario = parse_scenario(MINIMAL)
+
+    assert scenario.producer.omit_fields == ()
+    assert scenario.producer.extra_fields == {}
+
+
+def test_producer_fields_reach_the_job_hash(redis_url, tmp_path):
+    from sandbox.scenario.runner import Runner, RunOptions
+
+    scenario = parse_scenario(
+        "name: fields\n"
+        "workers:\n  count: 0\n"
+        "producer:\n  queue: q\n  function: sandbox.worker.jobs.process_hello_world\n"
+        "  omit_fields: [status]\n  extra_fields: {timeout: 30}\n"
+        "phases:\n  - messages: 1\n"
+    )
+
+    runner = Runner(scenario, RunOptions(redis_url=redis_url, state_dir=tmp_path))
+    runner.run()
+
+    (sent,) = runner.state.sent
+    stored = redis.Redis.from_url(redis_url).hgetall(f"rq:job:{sent.job_id}")
+    assert b"status" not in stored
+    assert stored[b"timeout"] == b"30"
+    assert stored[b"timeout_in_sec"] == b"86400"
 
 
 def test_job_timeout_null_is_none():
@@ -347,7 +390,8 @@ BAD = [
     ("producer-queue-missing", "name: t\nproducer:\n  function: a.b\n" + PHASES, "x.yaml:3: producer.queue:", "required key is missing"),
     ("producer-function-missing", "name: t\nproducer:\n  queue: q\n" + PHASES, "x.yaml:3: producer.function:", "required key is missing"),
     ("producer-colour", "name: t\nproducer:\n  colour: red\n  queue: q\n  function: a.b\n" + PHASES,
-     "x.yaml:3: producer.colour:", "unknown key; allowed: profile, queue, function, ttl, description, clock_precision, batched"),
+     "x.yaml:3: producer.colour:",
+     "unknown key; allowed: profile, queue, function, ttl, description, clock_precision, batched, omit_fields, extra_fields"),
     ("producer-queue-empty", "name: t\nproducer:\n  queue: ''\n  function: a.b\n" + PHASES, "x.yaml:3: producer.queue:", "not a queue name"),
     ("producer-function-bare", "name: t\nproducer:\n  queue: q\n  function: process\n" + PHASES, "x.yaml:4: producer.function:", "not a dotted path"),
     ("producer-profile", "name: t\nproducer:\n  queue: q\n  function: a.b\n  profile: go\n" + PHASES, "x.yaml:5: producer.profile:", "not one of java, java-legacy-zlib, rq-native"),
@@ -358,6 +402,26 @@ BAD = [
     ("producer-precision", "name: t\nproducer:\n  queue: q\n  function: a.b\n  clock_precision: seconds\n" + PHASES, "x.yaml:5: producer.clock_precision:", "not one of nanos, micros, millis"),
     ("producer-batched-int", "name: t\nproducer:\n  queue: q\n  function: a.b\n  batched: 1\n" + PHASES, "x.yaml:5: producer.batched:", "expected true or false"),
     ("producer-duplicate", "name: t\nproducer:\n  queue: q\n  queue: r\n  function: a.b\n" + PHASES, "x.yaml:4: producer.queue:", "duplicate key"),
+    ("producer-omit-unknown", "name: t\n" + PRODUCER + "  omit_fields: [colour]\n" + PHASES,
+     "x.yaml:5: producer.omit_fields[0]:", "'colour' is not one of id, created_at"),
+    ("producer-omit-string", "name: t\n" + PRODUCER + "  omit_fields: status\n" + PHASES,
+     "x.yaml:5: producer.omit_fields:", "expected a list"),
+    ("producer-omit-twice", "name: t\n" + PRODUCER + "  omit_fields: [status, status]\n" + PHASES,
+     "x.yaml:5: producer.omit_fields[1]:", "listed twice"),
+    ("producer-extra-list", "name: t\n" + PRODUCER + "  extra_fields: [timeout]\n" + PHASES,
+     "x.yaml:5: producer.extra_fields:", "expected a mapping"),
+    ("producer-extra-float", "name: t\n" + PRODUCER + "  extra_fields: {timeout: 1.5}\n" + PHASES,
+     "x.yaml:5: producer.extra_fields.timeout:", "expected a string or an integer"),
+    ("producer-extra-bool", "name: t\n" + PRODUCER + "  extra_fields: {timeout: true}\n" + PHASES,
+     "x.yaml:5: producer.extra_fields.timeout:", "expected a string or an integer"),
+    ("producer-extra-empty-name", "name: t\n" + PRODUCER + "  extra_fields: {'': x}\n" + PHASES,
+     "x.yaml:5: producer.extra_fields.:", "field name is empty"),
+    ("producer-extra-and-omit", "name: t\n" + PRODUCER + "  omit_fields: [status]\n  extra_fields: {status: started}\n" + PHASES,
+     "x.yaml:6: producer.extra_fields.status:", "also in omit_fields"),
+    ("producer-omit-rq-native", "name: t\n" + PRODUCER + "  profile: rq-native\n  omit_fields: [status]\n" + PHASES,
+     "x.yaml:6: producer.omit_fields:", "not rq-native"),
+    ("producer-extra-rq-native", "name: t\n" + PRODUCER + "  profile: rq-native\n  extra_fields: {a: b}\n" + PHASES,
+     "x.yaml:6: producer.extra_fields:", "not rq-native"),
     # job
     ("job-work-negative", HEAD + "job:\n  work: -1\n", "x.yaml:8: job.work:", "negative"),
     ("job-work-text", HEAD + "job:\n  work: a while\n", "x.yaml:8: job.work:", "not a duration"),
@@ -531,7 +595,10 @@ def test_docs_example_loads():
     assert scenario.name == "decode-failure"
     assert [phase.messages for phase in scenario.phases] == [10, 200]
     assert scenario.total_messages == 210
-    assert scenario.expect.errors[0].count == 210
+    assert scenario.expect.errors[0].count == 2
+    assert scenario.expect.pending == 210
+    assert scenario.expect.worker_crash is True
+    assert (scenario.producer.omit_fields, scenario.producer.extra_fields) == ((), {})
     assert scenario.phases[1].render_payload(11, 0) == {"message": "Test_11", "phase": "ramp", "index": "0"}
 
 

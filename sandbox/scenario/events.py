@@ -41,6 +41,8 @@ class Progress(Event):
     failed: int
     started: int
     elapsed_s: float
+    #: Jobs whose hash disappeared (expired or lost); they will not finish.
+    gone: int = 0
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ class ExpectationResult:
         return {"name": self.name, "expected": self.expected, "actual": self.actual, "passed": self.passed}
 
 
-def evaluate(expect, jobs: dict, timings: dict, error_texts: list[str], crashes: list[dict], deadline_hit: bool):
+def evaluate(expect, jobs: dict, timings: dict, error_texts: list[str], crashes: list[dict], deadline_hit: bool,
+             restart_dead: bool = False):
     """Return one result per expectation; ``unaccounted == 0`` is always checked.
 
     ``jobs`` and ``timings`` are the report's sections, ``error_texts`` the
@@ -31,9 +32,12 @@ def evaluate(expect, jobs: dict, timings: dict, error_texts: list[str], crashes:
     """
     results = []
 
-    for name in ("finished", "failed", "abandoned", "expired", "pending"):
+    for name in ("finished", "failed", "abandoned", "expired", "orphaned", "lost", "pending"):
         expected = getattr(expect, name, None)
-        if expected is not None:
+        if isinstance(expected, tuple):
+            low, high = expected
+            results.append(ExpectationResult(name, f"{low}..{high}", jobs[name], low <= jobs[name] <= high))
+        elif expected is not None:
             results.append(ExpectationResult(name, expected, jobs[name], jobs[name] == expected))
 
     results.append(ExpectationResult("unaccounted", 0, jobs["unaccounted"], jobs["unaccounted"] == 0))
@@ -61,6 +65,8 @@ def evaluate(expect, jobs: dict, timings: dict, error_texts: list[str], crashes:
             expected, passed = ">= 1", matched >= 1
         results.append(ExpectationResult(f"error contains {rule.contains!r}", expected, matched, passed))
 
-    expected_crash = bool(expect.worker_crash)
-    results.append(ExpectationResult("worker crash", expected_crash, bool(crashes), bool(crashes) == expected_crash))
+    # A scenario that restarts dead workers accepts crashes unless it says otherwise.
+    if expect.worker_crash is not None or not restart_dead:
+        expected_crash = bool(expect.worker_crash)
+        results.append(ExpectationResult("worker crash", expected_crash, bool(crashes), bool(crashes) == expected_crash))
     return results

@@ -16,8 +16,10 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from sandbox.contract.profiles import JAVA_FIELDS
 from sandbox.errors import UsageError
 from sandbox.scenario import model
+from sandbox.scenario.faults import FAULT_TYPES, Fault
 from sandbox.scenario.durations import RATE_FORMS, FormatError, parse_duration, parse_rate
 from sandbox.scenario.model import Scenario
 
@@ -30,14 +32,18 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_PAYLOAD_DEPTH = 32
 MAX_PAYLOAD_NODES = 10_000
 
-TOP_KEYS = ("name", "description", "services", "backend", "redis", "workers", "producer", "job", "phases", "expect")
+TOP_KEYS = ("name", "description", "services", "backend", "redis", "workers", "producer", "job", "phases", "expect", "faults")
+FAULT_KEYS = ("type", "at", "after_finished", "duration", "replace", "count", "ttl", "work")
 REDIS_KEYS = ("persistence",)
-WORKER_KEYS = ("count", "mode", "queues", "serializer", "decode_responses", "pythonpath", "job_timeout")
-PRODUCER_KEYS = ("profile", "queue", "function", "ttl", "description", "clock_precision", "batched")
+WORKER_KEYS = ("count", "mode", "queues", "serializer", "decode_responses", "pythonpath", "job_timeout", "restart_dead")
+COUNT_RANGE_KEYS = ("at_least", "at_most")
+PRODUCER_KEYS = (
+    "profile", "queue", "function", "ttl", "description", "clock_precision", "batched", "omit_fields", "extra_fields",
+)
 JOB_KEYS = ("work", "failure_rate", "seed")
 PHASE_KEYS = ("name", "messages", "duration", "rate", "ramp", "payload")
 RAMP_KEYS = ("from", "to")
-EXPECT_COUNT_KEYS = ("finished", "failed", "abandoned", "expired", "pending")
+EXPECT_COUNT_KEYS = ("finished", "failed", "abandoned", "expired", "orphaned", "lost", "pending")
 EXPECT_KEYS = (*EXPECT_COUNT_KEYS, "deadline", "latency", "errors", "worker_crash")
 ERROR_RULE_KEYS = ("contains", "count", "at_least")
 
@@ -319,7 +325,53 @@ class _Reader:
             options["services"] = self.services(top["services"][1])
         if "backend" in top:
             options["backend"] = self.choice(top["backend"][1], "backend", model.BACKENDS)
+        if "faults" in top:
+            options["faults"] = self.faults(top["faults"][1], sum(phase.messages for phase in phases))
         return model.Scenario(**options)
+
+    def faults(self, node: Node, total_messages: int) -> tuple[Fault, ...]:
+        faults = []
+        for index, item in enumerate(self.sequence(node, "faults")):
+            path = f"faults[{index}]"
+            keys = self.mapping(item, path, FAULT_KEYS)
+            fault_type = self.choice(self.required(keys, item, path, "type"), f"{path}.type", FAULT_TYPES)
+            options: dict[str, Any] = {"type": fault_type, "label": f"{path} {fault_type}"}
+
+            if ("at" in keys) == ("after_finished" in keys):
+                self.fail(item, path, "give exactly one trigger: at (a duration) or after_finished (a job count)")
+            if "at" in keys:
+                options["at_s"] = self.duration(keys["at"][1], f"{path}.at")
+            else:
+                options["after_finished"] = self.integer(keys["after_finished"][1], f"{path}.after_finished", 0, total_messages)
+
+            if "duration" in keys:
+                options["duration_s"] = self.duration(keys["duration"][1], f"{path}.duration", above_low=True)
+                if options["duration_s"] > 300:
+                    self.fail(keys["duration"][1], f"{path}.duration", "is longer than 300s; pause Redis for less")
+            if "replace" in keys:
+                options["replace"] = self.boolean(keys["replace"][1], f"{path}.replace")
+            if "count" in keys:
+                options["count"] = self.integer(keys["count"][1], f"{path}.count", 1, total_messages)
+            if "ttl" in keys:
+                options["ttl_s"] = self.ttl(keys["ttl"][1], f"{path}.ttl")
+            if "work" in keys:
+                options["work_s"] = self.duration(keys["work"][1], f"{path}.work", above_low=True)
+
+            allowed = {
+                "pause-redis": {"duration"},
+                "kill-worker": {"replace"},
+                "stop-worker": {"replace"},
+                "producer-crash": {"count"},
+                "short-ttl": {"count", "ttl"},
+                "long-jobs": {"count", "work"},
+                "restart-redis": set(),
+            }[fault_type]
+            for key in ("duration", "replace", "count", "ttl", "work"):
+                if key in keys and key not in allowed:
+                    self.fail(keys[key][0], f"{path}.{key}", f"does not apply to {fault_type}",
+                              tuple(sorted(allowed)) or ("type", "at", "after_finished"))
+            faults.append(Fault(**options))
+        return tuple(faults)
 
     def compose(self, text: str) -> Node:
         try:
@@ -378,7 +430,41 @@ class _Reader:
             options["clock_precision"] = self.choice(keys["clock_precision"][1], "producer.clock_precision", model.CLOCK_PRECISIONS)
         if "batched" in keys:
             options["batched"] = self.boolean(keys["batched"][1], "producer.batched")
+        if "omit_fields" in keys:
+            options["omit_fields"] = self.omit_fields(keys["omit_fields"][1], "producer.omit_fields")
+        if "extra_fields" in keys:
+            options["extra_fields"] = self.extra_fields(keys["extra_fields"][1], "producer.extra_fields")
+
+        # RQ's own enqueue writes its hash itself, so only the Java writers can drop or add fields.
+        for key in ("omit_fields", "extra_fields"):
+            if options.get(key) and options.get("profile") == "rq-native":
+                self.fail(keys[key][0], f"producer.{key}", "applies to the java and java-legacy-zlib profiles, not rq-native")
+        for name in options.get("omit_fields", ()):
+            if name in options.get("extra_fields", {}):
+                self.fail(keys["extra_fields"][1], f"producer.extra_fields.{name}", "is also in omit_fields; give it in one of them")
         return model.ProducerOptions(**options)
+
+    def omit_fields(self, node: Node, path: str) -> tuple[str, ...]:
+        names: list[str] = []
+        for index, item in enumerate(self.sequence(node, path)):
+            name = self.choice(item, f"{path}[{index}]", JAVA_FIELDS)
+            if name in names:
+                self.fail(item, f"{path}[{index}]", f"{name!r} is listed twice")
+            names.append(name)
+        return tuple(names)
+
+    def extra_fields(self, node: Node, path: str) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        for name, (_, value_node) in self.mapping(node, path, None).items():
+            field_path = _join(path, name)
+            if not name.strip():
+                self.fail(value_node, field_path, "the field name is empty")
+            value = self.value(value_node, field_path)
+            # Redis stores text; an integer is written as its digits, as the Java writer writes timeout_in_sec.
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                self.expected(value_node, field_path, "a string or an integer")
+            fields[name] = str(value)
+        return fields
 
     def ttl(self, node: Node, path: str) -> int:
         seconds = self.duration(node, path, low=1.0)
@@ -403,6 +489,8 @@ class _Reader:
             options["decode_responses"] = self.boolean(keys["decode_responses"][1], "workers.decode_responses")
         if "pythonpath" in keys:
             options["pythonpath"] = self.pythonpath(keys["pythonpath"][1], "workers.pythonpath")
+        if "restart_dead" in keys:
+            options["restart_dead"] = self.boolean(keys["restart_dead"][1], "workers.restart_dead")
         if "job_timeout" in keys:
             timeout = keys["job_timeout"][1]
             if self.value(timeout, "workers.job_timeout") is not None:
@@ -562,13 +650,10 @@ class _Reader:
 
         for key in EXPECT_COUNT_KEYS:
             if key in keys:
-                count = self.integer(keys[key][1], f"expect.{key}", 0)
-                if count > total_messages:
-                    self.fail(keys[key][1], f"expect.{key}", f"{count} is more jobs than the scenario enqueues ({total_messages})")
-                options[key] = count
+                options[key] = self.count_expectation(keys[key][1], f"expect.{key}", total_messages)
 
-        # finished, failed, abandoned, expired and pending are disjoint shares of the enqueued jobs.
-        counted = sum(options.get(key, 0) for key in EXPECT_COUNT_KEYS)
+        # The count classes are disjoint shares of the enqueued jobs, so their lower bounds cannot add up to more.
+        counted = sum(_lower(options.get(key, 0)) for key in EXPECT_COUNT_KEYS)
         if counted > total_messages:
             self.fail(node, "expect", f"the counts add up to {counted}, more jobs than the scenario enqueues ({total_messages})")
 
@@ -581,6 +666,27 @@ class _Reader:
         if "worker_crash" in keys:
             options["worker_crash"] = self.boolean(keys["worker_crash"][1], "expect.worker_crash")
         return model.Expectations(**options)
+
+    def count_expectation(self, node: Node, path: str, total_messages: int) -> int | tuple[int, int]:
+        """Read an exact count, or a range ``{at_least: N, at_most: M}`` for counts a fault makes uncertain."""
+        if isinstance(node, MappingNode):
+            keys = self.mapping(node, path, COUNT_RANGE_KEYS)
+            if not keys:
+                self.fail(node, path, "give at_least, at_most or both", COUNT_RANGE_KEYS)
+            low = self.integer(keys["at_least"][1], f"{path}.at_least", 0, total_messages) if "at_least" in keys else 0
+            high = (
+                self.integer(keys["at_most"][1], f"{path}.at_most", 0, total_messages)
+                if "at_most" in keys
+                else total_messages
+            )
+            if low > high:
+                self.fail(node, path, f"at_least {low} is more than at_most {high}")
+            return (low, high)
+
+        count = self.integer(node, path, 0)
+        if count > total_messages:
+            self.fail(node, path, f"{count} is more jobs than the scenario enqueues ({total_messages})")
+        return count
 
     def latency(self, node: Node, path: str) -> tuple[model.LatencyRule, ...]:
         rules = []
@@ -616,6 +722,10 @@ class _Reader:
                 at_least = self.integer(keys["at_least"][1], f"{item_path}.at_least", 0)
             rules.append(model.ErrorRule(contains=contains, count=count, at_least=at_least))
         return tuple(rules)
+
+
+def _lower(expected: int | tuple[int, int]) -> int:
+    return expected[0] if isinstance(expected, tuple) else expected
 
 
 def _suggest(key: str, allowed: tuple[str, ...]) -> str:

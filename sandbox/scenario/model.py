@@ -66,6 +66,8 @@ class WorkerOptions:
     pythonpath: tuple[Path, ...] = ()
     #: Job timeout in seconds passed to rq, or None for rq's default.
     job_timeout_s: float | None = None
+    #: Start a new worker in place of one that crashed; its crash is then reported, not fatal.
+    restart_dead: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +88,10 @@ class ProducerOptions:
     clock_precision: str = "micros"
     #: Pipelined writes for load. Such runs do not send the Java command sequence byte for byte.
     batched: bool = False
+    #: Java writer fields left out of each job hash, e.g. `("status",)`. Java profiles only.
+    omit_fields: tuple[str, ...] = ()
+    #: Fields added to each job hash after the writer's own (a same-named field is overwritten). Java profiles only.
+    extra_fields: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,13 +180,17 @@ class Expectations:
     failed: int | None = None
     abandoned: int | None = None
     expired: int | None = None
+    #: Jobs whose hash was written but whose id never reached a queue.
+    orphaned: int | None = None
+    #: Jobs the producer wrote that Redis no longer has, before their TTL ran out.
+    lost: int | None = None
     pending: int | None = None
     #: Seconds the run waits for the jobs to settle before it stops waiting.
     deadline_s: float = DEFAULT_DEADLINE_S
     latency: tuple[LatencyRule, ...] = ()
     errors: tuple[ErrorRule, ...] = ()
     #: True when the run expects a worker to crash. Otherwise a crash is an infrastructure failure.
-    worker_crash: bool = False
+    worker_crash: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +210,8 @@ class Scenario:
     job: JobOptions = field(default_factory=JobOptions)
     phases: tuple[Phase, ...]
     expect: Expectations = field(default_factory=Expectations)
+    #: Faults injected during the run (``sandbox.scenario.faults.Fault``), in file order.
+    faults: tuple = ()
 
     @property
     def total_messages(self) -> int:

@@ -36,10 +36,11 @@ class HeadlessProgress:
             self._close_bar()
 
     def _progress(self, event: events.Progress) -> None:
-        done = event.finished + event.failed
+        done = event.finished + event.failed + event.gone
+        gone = f"  gone {event.gone}" if event.gone else ""
         text = (
             f"enqueued {event.enqueued}/{event.total}  finished {event.finished}  failed {event.failed}  "
-            f"started {event.started}  {event.elapsed_s:5.1f}s"
+            f"started {event.started}{gone}  {event.elapsed_s:5.1f}s"
         )
         if self.tty:
             width = 24
@@ -79,8 +80,8 @@ def summary(report: dict) -> str:
         f"{report['scenario']}: {verdict} in {report['wall_s']:.2f}s",
         (
             f"  jobs: enqueued {jobs['enqueued']}, finished {jobs['finished']}, failed {jobs['failed']}, "
-            f"abandoned {jobs['abandoned']}, expired {jobs['expired']}, pending {jobs['pending']}, "
-            f"unaccounted {jobs['unaccounted']}"
+            f"abandoned {jobs['abandoned']}, expired {jobs['expired']}, orphaned {jobs['orphaned']}, "
+            f"lost {jobs['lost']}, pending {jobs['pending']}, unaccounted {jobs['unaccounted']}"
         ),
     ]
     for name in ("queue_wait", "processing", "total"):
@@ -93,6 +94,8 @@ def summary(report: dict) -> str:
     lines.append(f"  throughput: enqueue {throughput['enqueue_per_s'] or '-'}/s, complete {throughput['complete_per_s'] or '-'}/s")
     for group in report.get("errors", [])[:5]:
         lines.append(f"  error x{group['count']}: {group['error']}")
+    for fault in report.get("faults", []):
+        lines.append(f"  {fault['fault']}: {fault['detail'] or 'never fired'}")
     for crash in report["workers"]["crashes"]:
         held = f" holding job {crash['job_id']}" if crash.get("job_id") else ""
         lines.append(f"  worker crash: {crash['worker']} exit {crash['exit_code']}{held}: {crash['last_error']}")

@@ -17,16 +17,18 @@ import redis
 from sandbox import redisconn
 from sandbox.contract import keys
 from sandbox.contract.profiles import ProfileOptions
-from sandbox.errors import ExitCode, InfrastructureError, SandboxError
+from sandbox.contract.ids import uuid7
+from sandbox.errors import ExitCode, InfrastructureError, SandboxError, UsageError
 from sandbox.monitor import harvest
 from sandbox.producer.pacing import PhasePlan, schedule
-from sandbox.producer.publisher import Publisher
+from sandbox.producer.publisher import Publisher, RetryPolicy
 from sandbox.scenario import events
+from sandbox.scenario.faults import EMBEDDED_ONLY, FaultInjector
 from sandbox.scenario.model import Scenario
 from sandbox.scenario.outcome import build_report
 from sandbox.secrets import mask_url
 from sandbox.services.redis_process import RedisProcess
-from sandbox.worker.jobs import JobBehaviour
+from sandbox.worker.jobs import WORK_OVERRIDE_KWARG, JobBehaviour
 from sandbox.worker.pool import WorkerPool, WorkerSpec
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,15 @@ class RunState:
     """Progress of a run, shared by the producer thread and the monitor loop."""
 
     sent: list[SentJob] = field(default_factory=list)
+    #: Ids the producer wrote a hash for but never pushed to a queue (producer-crash faults).
+    orphaned: set[str] = field(default_factory=set)
+    #: Job ids and the TTL they were written with, when a fault shortened it.
+    short_ttl: dict[str, int] = field(default_factory=dict)
+    producer_retries: dict = field(default_factory=dict)
+    #: Exits of workers that a fault killed or stopped on purpose.
+    fault_exits: list = field(default_factory=list)
+    #: Monitor ticks whose Redis read failed (Redis paused or restarting).
+    monitor_errors: int = 0
     producer_error: BaseException | None = None
     producer_done: threading.Event = field(default_factory=threading.Event)
     stop_producing: threading.Event = field(default_factory=threading.Event)
@@ -95,6 +106,11 @@ class Runner:
             scenario = replace(scenario, producer=replace(scenario.producer, **producer_overrides))
         self.scenario = scenario
         self.subscribers = list(subscribers or [])
+        self.faults = FaultInjector(self, tuple(getattr(scenario, "faults", ())))
+        #: Names of workers a fault ended; their exit is part of the scenario, not a crash.
+        self.expected_exits: set[str] = set()
+        #: What RQ did with each job a killed worker held, once its recovery ran.
+        self.abandoned_actions: dict[str, str] = {}
         self.state = RunState()
         self.redis_process: RedisProcess | None = None
         self.pool: WorkerPool | None = None
@@ -110,8 +126,17 @@ class Runner:
                 # A broken subscriber (a closed terminal, say) must not break the run.
                 logger.exception("Subscriber %r failed on %s", subscriber, type(event).__name__)
 
+    def emit_notice(self, message: str) -> None:
+        self.emit(events.Notice(message))
+
     def run(self) -> tuple[dict, int]:
         started = time.time()
+        if self.options.redis_url:
+            needing = sorted({f.type for f in self.faults.pending if f.type in EMBEDDED_ONLY})
+            if needing:
+                raise UsageError(
+                    f"faults {', '.join(needing)} need the Redis the sandbox starts itself; drop --redis-url"
+                )
         state_dir = self._state_dir()
         try:
             self._start_redis(state_dir)
@@ -196,7 +221,7 @@ class Runner:
         deadline = start + self.scenario.expect.deadline_s
         pending: list[str] = []
         seen = 0
-        done = {"finished": 0, "failed": 0}
+        done = {"finished": 0, "failed": 0, "gone": 0}
         started_count = 0
 
         while True:
@@ -207,12 +232,23 @@ class Runner:
             seen += len(sent)
             pending.extend(job.job_id for job in sent)
 
-            records = harvest.read_jobs(self.connection, pending)
+            self.faults.tick(tick - start, done["finished"])
+            self._recover_abandoned()
+            try:
+                records = harvest.read_jobs(self.connection, pending)
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                # Redis paused or restarting: keep the jobs pending and try again next tick.
+                self.state.monitor_errors += 1
+                logger.warning("Monitor read failed (%s); retrying", error)
+                records = [harvest.JobRecord(job_id, "queued") for job_id in pending]
             still = []
             started_count = 0
             for record in records:
                 if record.status == "finished":
                     done["finished"] += 1
+                elif record.status is None:
+                    # The hash is gone (TTL ran out, or Redis lost it): nothing more will happen to it.
+                    done["gone"] += 1
                 elif record.terminal:
                     done["failed"] += 1
                 else:
@@ -227,6 +263,7 @@ class Runner:
                 failed=done["failed"],
                 started=started_count,
                 elapsed_s=tick - start,
+                gone=done["gone"],
             ))
 
             if self.state.producer_error is not None:
@@ -236,7 +273,9 @@ class Runner:
             if self._all_workers_gone() and self.state.producer_done.is_set():
                 self.emit(events.Notice("no worker is left to run the remaining jobs"))
                 break
-            if self.state.crashes and not self.scenario.expect.worker_crash:
+            if self.state.crashes and not self.scenario.expect.worker_crash and not self.scenario.workers.restart_dead:
+                break
+            if self.state.producer_done.is_set() and not self.faults.pending and self._only_stuck(pending):
                 break
             if tick >= deadline:
                 self.state.deadline_hit = True
@@ -258,7 +297,10 @@ class Runner:
                 clock_precision=producer.clock_precision,
                 ttl_s=producer.ttl_s,
                 description=producer.description,
+                omit_fields=producer.omit_fields,
+                extra_fields=dict(producer.extra_fields),
             ),
+            retry=RetryPolicy(),
         )
         plans = [PhasePlan(p.messages, p.rate_per_s, p.ramp) for p in self.scenario.phases]
         due = schedule(plans)
@@ -275,19 +317,41 @@ class Runner:
                 phase = self.scenario.phases[phase_index]
                 payload = phase.render_payload(number, counters[phase_index])
                 counters[phase_index] += 1
-                job_id = publisher.enqueue(producer.queue, producer.function, [payload])
-                lag = max(0.0, time.perf_counter() - (start + offset))
-                self.state.sent.append(SentJob(job_id, start_wall + offset, lag))
+
+                crash, ttl_s, work_s = self.faults.producer.take()
+                kwargs = {WORK_OVERRIDE_KWARG: work_s * 1000.0} if work_s else None
+                job_id = uuid7()
+                if crash:
+                    self.state.orphaned.add(job_id)
+                if ttl_s:
+                    self.state.short_ttl[job_id] = ttl_s
+                # The monitor reads a job only once it is in `sent`, so append after the writes;
+                # a job whose writes failed is still appended, so it is accounted for.
+                try:
+                    publisher.enqueue(producer.queue, producer.function, [payload], kwargs=kwargs,
+                                      job_id=job_id, ttl_s=ttl_s, skip_push=crash)
+                finally:
+                    lag = max(0.0, time.perf_counter() - (start + offset))
+                    self.state.sent.append(SentJob(job_id, start_wall + offset, lag))
         except (redis.RedisError, OSError) as error:
             logger.error("Producer failed after %d jobs: %s", len(self.state.sent), error)
             self.state.producer_error = error
         finally:
+            self.state.producer_retries = {
+                "retries": publisher.retries,
+                "hashes_found_on_retry": publisher.hashes_found_on_retry,
+                "pushes_found_on_retry": publisher.pushes_found_on_retry,
+            }
             self.state.producer_done.set()
 
     def _check_workers(self) -> None:
         if self.pool is None:
             return
         for exit_ in self.pool.poll():
+            if exit_.name in self.expected_exits:
+                self.state.fault_exits.append({"worker": exit_.name, "exit_code": exit_.exit_code,
+                                               "job_id": exit_.current_job_id})
+                continue
             job_id = exit_.current_job_id or self._job_in_intermediate_queue()
             crash = {
                 "worker": exit_.name,
@@ -296,6 +360,9 @@ class Runner:
                 "job_id": job_id,
                 "log": str(exit_.log_path),
             }
+            if self.scenario.workers.restart_dead and self.scenario.workers.mode != "thread":
+                replacement = self.pool.add(1)[0]
+                crash["replaced_by"] = replacement.name
             self.state.crashes.append(crash)
             logger.info("Worker %s: exited with %s holding job %s: %s",
                         exit_.name, exit_.exit_code, job_id, exit_.last_error)
@@ -318,6 +385,20 @@ class Runner:
         except redis.RedisError as error:
             logger.warning("Reading the intermediate queues failed: %s", error)
         return None
+
+    def _recover_abandoned(self) -> None:
+        """Once a killed worker's exit is seen, let RQ clean up the job it held right away."""
+        exited = {item["worker"] for item in self.state.fault_exits}
+        waiting = {job_id for job_id, worker in self.faults.killed_jobs.items() if worker in exited}
+        if waiting - set(self.abandoned_actions):
+            try:
+                self.abandoned_actions.update(self.faults.recover_abandoned())
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                logger.warning("Recovering abandoned jobs failed (%s); retrying next tick", error)
+
+    def _only_stuck(self, pending: list[str]) -> bool:
+        """Whether every pending job is one that no worker will ever finish (orphaned)."""
+        return bool(pending) and all(job_id in self.state.orphaned for job_id in pending)
 
     def _all_workers_gone(self) -> bool:
         if self.pool is None:
@@ -342,7 +423,7 @@ class Runner:
             return ExitCode.INTERRUPTED
         if self.state.infrastructure_error:
             return ExitCode.INFRASTRUCTURE
-        if self.state.crashes and not self.scenario.expect.worker_crash:
+        if self.state.crashes and not self.scenario.expect.worker_crash and not self.scenario.workers.restart_dead:
             return ExitCode.INFRASTRUCTURE
         return ExitCode.OK if report["passed"] else ExitCode.FAILED
 

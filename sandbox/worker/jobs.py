@@ -118,13 +118,19 @@ def job_payload(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return {"args": list(args), "kwargs": kwargs}
 
 
+#: Keyword a fault adds to a job's kwargs to make that one job work longer, in milliseconds.
+WORK_OVERRIDE_KWARG = "sandbox_work_ms"
+
+
 def _simulate(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     behaviour = _behaviour
+    kwargs = dict(kwargs)
+    work_ms = float(kwargs.pop(WORK_OVERRIDE_KWARG, behaviour.work_ms))
     payload = job_payload(args, kwargs)
 
     # The sleep is the simulated work itself.
-    if behaviour.work_ms > 0:
-        time.sleep(behaviour.work_ms / 1000)
+    if work_ms > 0:
+        time.sleep(work_ms / 1000)
 
     if will_fail(payload, behaviour):
         raise SimulatedJobError(f"{kind} failed for payload {_describe(payload)}")

@@ -206,12 +206,19 @@ class WorkerPool:
         """
         return self._stop_slots([slot for slot in self._slots if not slot.reported], timeout)
 
-    def kill(self, index: int, sig: int = signal.SIGKILL) -> None:
-        """Send `sig` to the process of the worker with this index, as a fault would."""
+    def kill(self, index: int, sig: int = signal.SIGKILL, group: bool = False) -> None:
+        """Send `sig` to the process of the worker with this index, as a fault would.
+
+        With `group`, the signal goes to the worker's whole process group, work
+        horse included, the way an out-of-memory kill of a container ends both.
+        """
         slot = self._slot(index)
         if slot.process.poll() is None:
-            logger.info("Worker %s: sending signal %s (pid %s)", slot.name, sig, slot.process.pid)
-            slot.process.send_signal(sig)
+            logger.info("Worker %s: sending signal %s (pid %s, group %s)", slot.name, sig, slot.process.pid, group)
+            if group:
+                os.killpg(slot.process.pid, sig)
+            else:
+                slot.process.send_signal(sig)
 
     def add(self, n: int = 1) -> list[WorkerHandle]:
         """Start `n` more workers (process and simple mode)."""
