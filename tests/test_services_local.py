@@ -399,3 +399,39 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as usage:
         _cli(["services", "up", "--timeout", "soon"])
     assert usage.value.code == 2
+
+
+def _listening_addresses(pid: int) -> set[tuple[str, int]]:
+    """Return (address, port) of every TCP socket the process listens on, read from /proc."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                continue
+            address, port = local.split(":")
+            if width == 8:
+                text = ".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0))
+            else:
+                text = "v6:" + address
+            found.add((text, int(port, 16)))
+    return found
+
+
+def test_services_listen_on_loopback_only(backend):
+    statuses = backend.up(ALL, timeout=60)
+    for status in statuses:
+        addresses = _listening_addresses(status.pid)
+        assert addresses, status.name
+        for address, port in addresses:
+            assert address == "127.0.0.1", f"{status.name} listens on {address}:{port}"
