@@ -108,6 +108,7 @@ class FaultInjector:
         self.producer = ProducerFaults()
         #: Job ids held by workers this injector killed, with the worker name.
         self.killed_jobs: dict[str, str] = {}
+        self._resume_timers: list[threading.Timer] = []
 
     def tick(self, elapsed_s: float, finished: int) -> None:
         for fault in list(self.pending):
@@ -171,13 +172,28 @@ class FaultInjector:
         return True
 
     def _pause_redis(self, fault: Fault, record: FaultRecord) -> bool:
+        # A timer resumes Redis, so the monitor keeps ticking (and the deadline keeps counting) meanwhile.
         process = self.runner.redis_process
         process.pause()
-        started = time.monotonic()
-        time.sleep(fault.duration_s)
-        process.resume()
-        record.detail = f"Redis paused (SIGSTOP) for {time.monotonic() - started:.2f}s, then resumed"
+        timer = threading.Timer(fault.duration_s, self._resume_redis)
+        timer.daemon = True
+        self._resume_timers.append(timer)
+        timer.start()
+        record.detail = f"Redis paused (SIGSTOP) for {fault.duration_s:g}s, then resumed (SIGCONT)"
         return True
+
+    def _resume_redis(self) -> None:
+        try:
+            self.runner.redis_process.resume()
+        except OSError as error:
+            logger.error("Resuming Redis failed: %s", error)
+
+    def finish(self) -> None:
+        """Resume a Redis still paused when the run ends, so stopping it and reading the report work."""
+        for timer in self._resume_timers:
+            if timer.is_alive():
+                timer.cancel()
+                self._resume_redis()
 
     def _restart_redis(self, fault: Fault, record: FaultRecord) -> bool:
         process = self.runner.redis_process

@@ -151,6 +151,7 @@ class Runner:
             self.state.stop_producing.set()
             self.emit(events.Notice(f"error: {error}"))
         finally:
+            self.faults.finish()
             self._stop_workers()
 
         report = self._report(started)
