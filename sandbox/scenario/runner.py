@@ -16,25 +16,25 @@ import redis
 
 from sandbox import redisconn
 from sandbox.contract import keys
-from sandbox.contract.profiles import ProfileOptions
-from sandbox.contract.ids import uuid7
 from sandbox.errors import ExitCode, InfrastructureError, SandboxError, UsageError
 from sandbox.monitor import harvest
-from sandbox.producer.pacing import PhasePlan, schedule
-from sandbox.producer.publisher import Publisher, RetryPolicy
 from sandbox.scenario import events
 from sandbox.scenario.faults import EMBEDDED_ONLY, FaultInjector
+from sandbox.scenario.sender import SentJob, send_load
 from sandbox.scenario.model import Scenario
 from sandbox.scenario.outcome import build_report
 from sandbox.secrets import mask_url
 from sandbox.services.redis_process import RedisProcess
-from sandbox.worker.jobs import WORK_OVERRIDE_KWARG, JobBehaviour
+from sandbox.worker.jobs import JobBehaviour
 from sandbox.worker.pool import WorkerPool, WorkerSpec
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between monitor ticks.
-TICK_S = 0.25
+#: Seconds between monitor ticks while few jobs are pending, and while many are.
+TICK_S = 0.1
+SLOW_TICK_S = 0.5
+#: Pending jobs above which the monitor ticks slowly, since each tick reads every pending hash.
+SLOW_TICK_PENDING = 2_000
 
 
 @dataclass
@@ -55,15 +55,6 @@ class RunOptions:
     cleanup: bool = False
     #: Folder for worker logs, metrics and the Redis data; a temporary one when None.
     state_dir: Path | None = None
-
-
-@dataclass
-class SentJob:
-    job_id: str
-    #: Wall-clock time the job was due, seconds since the epoch.
-    scheduled_at: float
-    #: Seconds the sender was behind the schedule when it sent this job.
-    lag_s: float
 
 
 @dataclass
@@ -284,66 +275,14 @@ class Runner:
                 self.emit(events.Notice(f"deadline of {self.scenario.expect.deadline_s:g}s reached"))
                 break
 
-            time.sleep(max(0.0, TICK_S - (time.perf_counter() - tick)))
+            interval = TICK_S if len(pending) <= SLOW_TICK_PENDING else SLOW_TICK_S
+            time.sleep(max(0.0, interval - (time.perf_counter() - tick)))
 
         self.state.stop_producing.set()
         producer.join(timeout=5)
 
     def _produce(self) -> None:
-        producer = self.scenario.producer
-        publisher = Publisher(
-            self.connection,
-            ProfileOptions(
-                name=producer.profile,
-                clock_precision=producer.clock_precision,
-                ttl_s=producer.ttl_s,
-                description=producer.description,
-                omit_fields=producer.omit_fields,
-                extra_fields=dict(producer.extra_fields),
-            ),
-            retry=RetryPolicy(),
-        )
-        plans = [PhasePlan(p.messages, p.rate_per_s, p.ramp) for p in self.scenario.phases]
-        due = schedule(plans)
-        counters = [0] * len(self.scenario.phases)
-        start_wall = time.time()
-        start = time.perf_counter()
-        try:
-            for number, (phase_index, offset) in enumerate(due, start=1):
-                if self.state.stop_producing.is_set():
-                    break
-                delay = start + offset - time.perf_counter()
-                if delay > 0 and self.state.stop_producing.wait(delay):
-                    break
-                phase = self.scenario.phases[phase_index]
-                payload = phase.render_payload(number, counters[phase_index])
-                counters[phase_index] += 1
-
-                crash, ttl_s, work_s = self.faults.producer.take()
-                kwargs = {WORK_OVERRIDE_KWARG: work_s * 1000.0} if work_s else None
-                job_id = uuid7()
-                if crash:
-                    self.state.orphaned.add(job_id)
-                if ttl_s:
-                    self.state.short_ttl[job_id] = ttl_s
-                # The monitor reads a job only once it is in `sent`, so append after the writes;
-                # a job whose writes failed is still appended, so it is accounted for.
-                try:
-                    publisher.enqueue(producer.queue, producer.function, [payload], kwargs=kwargs,
-                                      job_id=job_id, ttl_s=ttl_s, skip_push=crash)
-                finally:
-                    lag = max(0.0, time.perf_counter() - (start + offset))
-                    self.state.sent.append(SentJob(job_id, start_wall + offset, lag))
-        except (redis.RedisError, OSError) as error:
-            logger.error("Producer failed after %d jobs: %s", len(self.state.sent), error)
-            self.state.producer_error = error
-        finally:
-            self.state.producer_retries = {
-                "retries": publisher.retries,
-                "hashes_found_on_retry": publisher.hashes_found_on_retry,
-                "pushes_found_on_retry": publisher.pushes_found_on_retry,
-            }
-            self.state.producer_done.set()
+        send_load(self.scenario, self.connection, self.state, self.faults.producer)
 
     def _check_workers(self) -> None:
         if self.pool is None:

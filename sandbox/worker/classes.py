@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 from rq import SimpleWorker, Worker
-from rq.exceptions import NoSuchJobError
+from rq.utils import as_text, utcparse
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import DefaultSerializer, JSONSerializer, resolve_serializer
@@ -32,9 +32,9 @@ from sandbox.worker.metrics import MetricsSink, WorkerInstruments, default_sink
 logger = logging.getLogger(__name__)
 
 #: Seconds a thread worker blocks on a dequeue before it checks for a stop request.
-THREAD_DEQUEUE_TIMEOUT_S = 1
+THREAD_DEQUEUE_TIMEOUT_S = 0.2
 #: Seconds the pubsub thread waits per round, which bounds how long stopping it takes.
-PUBSUB_WAIT_S = 1.0
+PUBSUB_WAIT_S = 0.2
 
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
 
@@ -94,34 +94,59 @@ def error_type_from(exc_string: str | None, status: str | None) -> str:
     return "Unknown"
 
 
+def _function_name(job: Job) -> str:
+    """Return the job's function name, or a placeholder when its data cannot be deserialized.
+
+    RQ fails such a job and carries on; reading `func_name` here must not crash
+    the worker where RQ itself would not.
+    """
+    try:
+        return job.func_name
+    except Exception:  # noqa: BLE001 - any serializer error means the same here
+        return "<undeserializable>"
+
+
+_OUTCOME_FIELDS = ("status", "origin", "created_at", "started_at", "ended_at")
+
+
 def fetch_outcome(job: Job, connection: redis.Redis, serializer: Any, job_class: type[Job] = Job) -> JobOutcome:
-    """Fetch the job again and return what RQ stored for it.
+    """Read what RQ stored for the job after it ran: one HMGET, plus the latest result when it failed.
 
     When the job hash is gone (a result TTL of 0 deletes it at once), the
     outcome falls back to the fields of the job object the worker holds.
     """
-    try:
-        stored = job_class.fetch(job.id, connection=connection, serializer=serializer)
-    except NoSuchJobError:
+    function = _function_name(job)
+    values = [as_text(value) if value is not None else None for value in connection.hmget(job.key, _OUTCOME_FIELDS)]
+    status, origin, created_at, started_at, ended_at = values
+    if status is None:
         logger.warning("Job %s: gone from Redis after it ran; its outcome is unknown", job.id)
-        return JobOutcome(job.origin, job.func_name, None, job.created_at, job.started_at, job.ended_at, None)
+        return JobOutcome(job.origin, function, None, job.created_at, job.started_at, job.ended_at, None)
 
-    status = stored.get_status(refresh=False)
     error_type = None
-    if status in (JobStatus.FAILED, JobStatus.STOPPED):
-        result = stored.latest_result()
+    if status in (JobStatus.FAILED.value, JobStatus.STOPPED.value):
+        result = Result.fetch_latest(job, serializer=serializer)
         exc_string = result.exc_string if result is not None and result.type == Result.Type.FAILED else None
         error_type = error_type_from(exc_string, status)
 
     return JobOutcome(
-        queue=stored.origin,
-        function=stored.func_name,
-        status=None if status is None else str(getattr(status, "value", status)),
-        created_at=stored.created_at,
-        started_at=stored.started_at,
-        ended_at=stored.ended_at,
+        queue=origin or job.origin,
+        function=function,
+        status=status,
+        created_at=_parse(created_at),
+        started_at=_parse(started_at),
+        ended_at=_parse(ended_at),
         error_type=error_type,
     )
+
+
+def _parse(value: str | None) -> datetime | None:
+    """Parse a timestamp the way RQ does; None when it is missing or RQ could not parse it either."""
+    if not value:
+        return None
+    try:
+        return utcparse(value)
+    except ValueError:
+        return None
 
 
 def record_outcome(instruments: WorkerInstruments, outcome: JobOutcome) -> None:
@@ -161,7 +186,7 @@ class MetricsMixin:
 
     def execute_job(self, job: Job, queue: Any) -> None:
         instruments = self.sink.instruments
-        attributes = {"queue": job.origin, "function": job.func_name}
+        attributes = {"queue": job.origin, "function": _function_name(job)}
 
         instruments.concurrent.add(1, attributes)
         try:
@@ -224,7 +249,7 @@ class ThreadWorker(MetricsMixin, SimpleWorker):
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Any] | None:
         # RQ blocks in its dequeue loop until a job arrives. Short blocking
-        # rounds let the thread see a stop request within about a second.
+        # rounds let the thread see a stop request within THREAD_DEQUEUE_TIMEOUT_S.
         if timeout is None:
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
