@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     services_commands.register(commands)
     _add_contract_commands(commands)
+
+    from sandbox.tui import commands as tui_commands
+
+    tui = commands.add_parser("tui", help="open the live dashboard: services, queues, jobs, workers and scenarios")
+    tui_commands.add_tui_arguments(tui)
+    tui.set_defaults(handler=tui_commands.run_tui)
     return parser
 
 

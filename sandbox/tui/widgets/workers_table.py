@@ -1,0 +1,45 @@
+"""Workers registered in Redis, and the pool's own workers that died."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from sandbox.monitor.snapshot import WorkerRow
+from sandbox.worker.pool import WorkerHandle
+
+STATE_STYLES = {"busy": "yellow", "idle": "green", "dead": "red"}
+
+
+def merge_workers(rows: tuple[WorkerRow, ...], pool: tuple[WorkerHandle, ...]) -> list[WorkerRow]:
+    """Redis's view of the workers, plus the pool's workers that are gone from it because they died."""
+    merged = {row.name: row for row in rows}
+    for handle in pool:
+        if not handle.alive:
+            merged[handle.name] = WorkerRow(handle.name, "dead", None, handle.pid)
+    return [merged[name] for name in sorted(merged)]
+
+
+class WorkersTable(DataTable):
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for label, key in (("Worker", "name"), ("State", "state"), ("Current job", "job"), ("PID", "pid"), ("Queues", "queues")):
+            self.add_column(label, key=key)
+
+    def show(self, rows: list[WorkerRow]) -> None:
+        names = {row.name for row in rows}
+        for key in [key for key in self.rows if key.value not in names]:
+            self.remove_row(key)
+        for row in rows:
+            cells = {
+                "name": row.name,
+                "state": Text(row.state, style=STATE_STYLES.get(row.state, "")),
+                "job": row.current_job or "",
+                "pid": str(row.pid or ""),
+                "queues": row.queues,
+            }
+            if row.name in self.rows:
+                for key, value in cells.items():
+                    self.update_cell(row.name, key, value, update_width=True)
+            else:
+                self.add_row(*cells.values(), key=row.name)
