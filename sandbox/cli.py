@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from sandbox import __version__
@@ -113,9 +114,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sandbox.scenario.loader import load_scenario
     from sandbox.scenario.progress import HeadlessProgress, summary
     from sandbox.scenario.report import write_json, write_junit
+    from sandbox.scenario import preflight
     from sandbox.scenario.runner import Runner, RunOptions
 
     scenario = load_scenario(args.scenario)
+    if args.workers is not None:
+        scenario = replace(scenario, workers=replace(scenario.workers, count=args.workers))
+    preflight.check_output_paths(args.report, args.junit, args.state_dir)
+    if args.allow_destructive and not args.cleanup:
+        raise UsageError("--allow-destructive only applies to --cleanup; add --cleanup or drop it")
+    preflight.check_function_importable(scenario)
+
     redis_url = args.redis_url or redisconn.redis_url_from_env(os.environ)
     if args.keep_services and redis_url:
         raise UsageError("--keep-services only applies to the Redis the sandbox starts; drop it or --redis-url")
@@ -128,9 +137,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         # Check the server before starting anything, so a wrong URL or password writes nothing.
         try:
-            redisconn.connect(redis_url).close()
+            connection = redisconn.connect(redis_url)
         except InfrastructureError as error:
             raise UsageError(str(error)) from None
+        with connection:
+            preflight.check_queues_empty(connection, scenario)
 
     options = RunOptions(
         redis_url=redis_url,

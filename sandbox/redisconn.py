@@ -38,6 +38,9 @@ def validate_url(url: str) -> None:
         raise UsageError(f"invalid Redis URL '{masked}': missing host; {URL_HINT}")
     if port == 0:
         raise UsageError(f"invalid Redis URL '{masked}': port 0; {URL_HINT}")
+    database = parts.path.lstrip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise UsageError(f"invalid Redis URL '{masked}': database {database!r} is not a number; {URL_HINT}")
 
 
 def _auth_hint(message: str, has_password: bool) -> str:

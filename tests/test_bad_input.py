@@ -113,10 +113,11 @@ def test_cleanup_needs_allow_destructive(redis_url):
     "url_template, words",
     [
         ("ftp://127.0.0.1:{port}/0", ["invalid Redis URL", "redis://"]),
+        ("redis://127.0.0.1:{port}/abc", ["invalid Redis URL", "not a number"]),
         ("redis://127.0.0.1:{closed}/0", ["cannot connect", "Connection refused"]),
         ("redis://:wrong-pw@127.0.0.1:{auth_port}/0", ["authentication failed", "***"]),
     ],
-    ids=["bad-scheme", "unreachable", "wrong-password"],
+    ids=["bad-scheme", "bad-database", "unreachable", "wrong-password"],
 )
 def test_bad_redis_url(url_template, words, redis_server, redis_server_with_password):
     auth_port = int(redis_server_with_password.rsplit(":", 1)[1].split("/")[0])
@@ -173,3 +174,45 @@ def test_password_never_shown(redis_server_with_password, tmp_path):
     assert len(texts) > 4
     for where, text in texts.items():
         assert TEST_PASSWORD not in text, where
+
+
+def test_foreign_jobs_in_queue_rejected(redis_url):
+    connection = redis.Redis.from_url(redis_url)
+    connection.rpush("rq:queue:opik:optimizer-cloud", "someone-elses-job")
+    result = run_cli("run", "scenarios/ten-messages.yaml", "--redis-url", redis_url)
+
+    assert result.returncode == 2
+    assert "already holds 1 job(s)" in result.stderr
+    assert connection.lrange("rq:queue:opik:optimizer-cloud", 0, -1) == [b"someone-elses-job"]
+    assert connection.dbsize() == 1
+
+
+def test_unimportable_function_rejected(tmp_path, redis_url):
+    path = _write(tmp_path, "typo.yaml", TEN.replace("process_optimizer_job", "process_optimiser_job"))
+    result = run_cli("run", str(path), "--redis-url", redis_url)
+
+    assert result.returncode == 2
+    assert "producer.function 'sandbox.worker.jobs.process_optimiser_job' cannot be imported" in result.stderr
+    assert "AttributeError" in result.stderr
+    assert redis.Redis.from_url(redis_url).dbsize() == 0
+
+
+@pytest.mark.parametrize("option", ["--report", "--junit"])
+def test_report_path_is_folder(option, tmp_path):
+    result = run_cli("run", "scenarios/ten-messages.yaml", option, str(tmp_path))
+    assert result.returncode == 2
+    assert "is a folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_state_dir_is_file(tmp_path):
+    path = _write(tmp_path, "file", "x")
+    result = run_cli("run", "scenarios/ten-messages.yaml", "--state-dir", str(path))
+    assert result.returncode == 2
+    assert "is a file" in result.stderr
+
+
+def test_allow_destructive_alone_rejected():
+    result = run_cli("run", "scenarios/ten-messages.yaml", "--allow-destructive")
+    assert result.returncode == 2
+    assert "only applies to --cleanup" in result.stderr

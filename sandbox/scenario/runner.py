@@ -263,7 +263,10 @@ class Runner:
             if self.state.producer_done.is_set() and seen == len(self.state.sent) and not pending:
                 break
             if self._all_workers_gone() and self.state.producer_done.is_set():
-                self.emit(events.Notice("no worker is left to run the remaining jobs"))
+                if self.scenario.workers.count == 0:
+                    self.emit(events.Notice("no workers were started (workers.count is 0): the jobs stay queued"))
+                else:
+                    self.emit(events.Notice("no worker is left to run the remaining jobs"))
                 break
             if self.state.crashes and not self.scenario.expect.worker_crash and not self.scenario.workers.restart_dead:
                 break

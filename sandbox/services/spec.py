@@ -15,7 +15,10 @@ from sandbox.services.base import ServiceError
 from sandbox.services.ports import LOCALHOST
 
 #: The compose file in a source checkout; RQ_SANDBOX_COMPOSE points elsewhere.
-DEFAULT_COMPOSE_PATH = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yaml"
+CHECKOUT_COMPOSE_PATH = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yaml"
+#: The same file as an installed wheel carries it (a symbolic link in a checkout).
+INSTALLED_COMPOSE_PATH = Path(__file__).with_name("docker-compose.yaml")
+DEFAULT_COMPOSE_PATH = CHECKOUT_COMPOSE_PATH if CHECKOUT_COMPOSE_PATH.exists() else INSTALLED_COMPOSE_PATH
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
 _DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
