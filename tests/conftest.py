@@ -2,8 +2,11 @@
 
 import pytest
 import redis
+from rq.serializers import JSONSerializer
 
 from sandbox.services.redis_process import RedisProcess
+from sandbox.worker.classes import MetricsSimpleWorker
+from sandbox.worker.metrics import MetricsSink
 
 #: Password of the session's password-protected server; tests grep output for it.
 TEST_PASSWORD = "s3cret-pw"
@@ -32,3 +35,17 @@ def redis_server_with_password(tmp_path_factory: pytest.TempPathFactory):
     server.start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture
+def connection(redis_url):
+    """A bytes client of the session's private server, emptied before the test."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def drain(connection: redis.Redis, queue: str) -> None:
+    """Run every queued job of `queue` with the sandbox's simple worker (real rq), then return."""
+    worker = MetricsSimpleWorker([queue], connection=connection, serializer=JSONSerializer, sink=MetricsSink(None))
+    worker.work(burst=True)

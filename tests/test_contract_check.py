@@ -15,26 +15,13 @@ from sandbox.cli import main
 from sandbox.contract.profiles import ProfileOptions
 from sandbox.errors import ExitCode, UsageError
 from sandbox.producer.publisher import Publisher
-from sandbox.worker.classes import MetricsSimpleWorker
-from sandbox.worker.metrics import MetricsSink
-from tests.conftest import TEST_PASSWORD
+from tests.conftest import TEST_PASSWORD, drain
 
 QUEUE = "opik:optimizer-cloud"
 FUNC = "sandbox.worker.jobs.process_hello_world"
 ZLIB_UTF8_ERROR = "'utf-8' codec can't decode byte 0x9c in position 1: invalid start byte"
 
 
-@pytest.fixture
-def connection(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-def drain(connection) -> None:
-    """Run every queued job with the sandbox's simple worker (real rq), then return."""
-    worker = MetricsSimpleWorker([QUEUE], connection=connection, serializer=JSONSerializer, sink=MetricsSink(None))
-    worker.work(burst=True)
 
 
 def publish(connection, func=FUNC, queue=QUEUE, **options) -> str:
@@ -226,7 +213,7 @@ def test_millisecond_timestamp_parses(connection):
 
 def test_nanosecond_job_stuck_intermediate(connection):
     job_id = publish(connection, clock_precision="nanos")
-    drain(connection)
+    drain(connection, QUEUE)
 
     assert connection.lrange(f"rq:queue:{QUEUE}:intermediate", 0, -1) == [job_id.encode()]
     result = check_jobs(connection, queue=QUEUE)
@@ -395,7 +382,7 @@ def test_findings_sorted(connection):
 
 def test_locate_finds_finished_registry(connection):
     job_id = publish(connection)
-    drain(connection)
+    drain(connection, QUEUE)
 
     where = locate(connection, job_id)
 

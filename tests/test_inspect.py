@@ -5,7 +5,6 @@ import json
 
 import pytest
 import redis
-from rq.serializers import JSONSerializer
 
 from sandbox.cli import main
 from sandbox.contract.check_cli import add_inspect_arguments, run_inspect
@@ -13,24 +12,12 @@ from sandbox.contract.inspect import describe_field, inspect_job, render_inspect
 from sandbox.contract.profiles import ProfileOptions
 from sandbox.errors import ExitCode
 from sandbox.producer.publisher import Publisher
-from sandbox.worker.classes import MetricsSimpleWorker
-from sandbox.worker.metrics import MetricsSink
+from tests.conftest import drain
 
 QUEUE = "opik:hello_world_queue"
 FUNC = "sandbox.worker.jobs.process_hello_world"
 
 
-@pytest.fixture
-def connection(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-def drain(connection) -> None:
-    """Run every queued job with the sandbox's simple worker (real rq), then return."""
-    worker = MetricsSimpleWorker([QUEUE], connection=connection, serializer=JSONSerializer, sink=MetricsSink(None))
-    worker.work(burst=True)
 
 
 def publish(connection, func=FUNC, **options) -> str:
@@ -109,7 +96,7 @@ def test_position_and_findings(connection):
 
 def test_failed_job_shows_registry_and_exception(connection):
     job_id = publish(connection, func="sandbox.worker.jobs.process_missing")
-    drain(connection)
+    drain(connection, QUEUE)
 
     data = inspect_job(connection, job_id)
     output = render_inspect(data)
@@ -127,7 +114,7 @@ def test_failed_job_shows_registry_and_exception(connection):
 
 def test_finished_job_shows_return_value(redis_url, connection, capsys):
     job_id = publish(connection)
-    drain(connection)
+    drain(connection, QUEUE)
 
     code = run_inspect(inspect_args(job_id, "--json", "--redis-url", redis_url))
 

@@ -175,5 +175,5 @@ class Publisher:
         return job.id
 
     def queue_size(self, queue: str) -> int:
-        """The Java side's ``getQueueSize``: LLEN of the queue list."""
+        """Return the queue length as the Java side's ``getQueueSize`` does (LLEN)."""
         return int(self.connection.llen(keys.queue_key(queue)))

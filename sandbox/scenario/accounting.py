@@ -12,7 +12,7 @@ CLASSES = ("finished", "failed", "abandoned", "expired", "orphaned", "lost", "pe
 
 @dataclass
 class RunFacts:
-    """What the producer and the fault injector know about a run's jobs beyond Redis."""
+    """Facts the producer and the fault injector keep about a run's jobs beyond Redis."""
 
     #: Ids whose hash was written but never pushed to a queue.
     orphaned: set[str] = field(default_factory=set)
@@ -55,7 +55,7 @@ class Accounting:
 def classify(record: JobRecord, live_workers: set[str], facts: RunFacts) -> str:
     """Name the outcome class of one job.
 
-    ``live_workers`` holds the names of workers still alive: a job RQ marked
+    ``live_workers`` contains the names of workers still alive: a job RQ marked
     started whose worker is gone was abandoned, not pending.
     """
     if record.job_id in facts.orphaned:

@@ -65,7 +65,7 @@ def evaluate(expect, jobs: dict, timings: dict, error_texts: list[str], crashes:
             expected, passed = ">= 1", matched >= 1
         results.append(ExpectationResult(f"error contains {rule.contains!r}", expected, matched, passed))
 
-    # A scenario that restarts dead workers accepts crashes unless it says otherwise.
+    # A scenario that restarts dead workers accepts crashes unless its expectations name them.
     if expect.worker_crash is not None or not restart_dead:
         expected_crash = bool(expect.worker_crash)
         results.append(ExpectationResult("worker crash", expected_crash, bool(crashes), bool(crashes) == expected_crash))

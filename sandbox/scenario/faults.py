@@ -134,7 +134,7 @@ class FaultInjector:
         return handler(fault, record)
 
     def _busy_worker(self):
-        """Return ``(index, name, job id)`` of a live pool worker that holds a job, or None."""
+        """Return ``(index, name, job id)`` of a live pool worker that is running a job, or None."""
         pool = self.runner.pool
         if pool is None:
             return None

@@ -62,7 +62,7 @@ def group_errors(error_texts: dict[str, str]) -> list[dict]:
 
 
 def metrics_checks(metrics: dict, jobs: dict, failed_in_registry: int, total_fn) -> list[ExpectationResult]:
-    """Check the emitted metrics against what Redis says about the same jobs."""
+    """Compare the emitted metrics with what Redis recorded for the same jobs."""
     run_by_workers = jobs["finished"] + jobs["failed"]
     processed = total_fn(metrics, "rq_worker.jobs.processed")
     failed = total_fn(metrics, "rq_worker.jobs.failed")
@@ -83,7 +83,7 @@ def metrics_checks(metrics: dict, jobs: dict, failed_in_registry: int, total_fn)
 
 
 def count_in_failed_registry(connection: redis.Redis, records) -> int:
-    """How many of the run's jobs sit in their queue's failed registry (ZSCORE, read-only)."""
+    """Count the run's jobs in their queue's failed registry (ZSCORE, read-only)."""
     pipe = connection.pipeline(transaction=False)
     for record in records:
         pipe.zscore(keys.registry_key("failed", record.origin or ""), record.job_id)

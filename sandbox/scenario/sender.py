@@ -92,8 +92,8 @@ def _send_one_by_one(scenario, publisher, state, faults, due) -> None:
         if ttl_s:
             state.short_ttl[job_id] = ttl_s
 
-        # The monitor reads a job only once it is in `sent`, so append after the writes;
-        # a job whose writes failed is still appended, so it is accounted for.
+        # The monitor reads a job only once it is in `sent`, so the job is appended after its writes.
+        # A job whose writes failed is appended too, so it is still accounted for.
         try:
             publisher.enqueue(producer.queue, producer.function, [payload], kwargs=kwargs,
                               job_id=job_id, ttl_s=ttl_s, skip_push=crash)
