@@ -23,14 +23,14 @@ if __package__ in (None, ""):
 
 import redis  # noqa: E402
 
-from bench import machine, pacer, producer, report, scenario, workers  # noqa: E402
+from bench import machine, monitor, pacer, producer, report, scenario, workers  # noqa: E402
 from bench.results import Section  # noqa: E402
 from sandbox.services.binaries import find_redis_benchmark  # noqa: E402
 from sandbox.services.redis_process import RedisProcess  # noqa: E402
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("producer", "workers", "pacer", "scenario")
+SECTIONS = ("producer", "workers", "pacer", "monitor", "scenario")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
@@ -76,6 +76,8 @@ def run_sections(
             sections.append(workers.measure(server.url, connection, args.repeats))
         elif name == "pacer":
             sections.append(pacer.measure(connection, args.repeats))
+        elif name == "monitor":
+            sections.append(monitor.measure(connection, args.repeats))
         else:
             sections.append(scenario.measure(server.url, connection, args.repeats))
         logger.info("Section %s: done in %.1f s", name, time.perf_counter() - started)

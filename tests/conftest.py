@@ -29,12 +29,18 @@ def redis_url(redis_server: RedisProcess) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_server_with_password(tmp_path_factory: pytest.TempPathFactory):
-    """The URL of a second private server that requires TEST_PASSWORD."""
+def _password_server(tmp_path_factory: pytest.TempPathFactory):
     server = RedisProcess(state_dir=tmp_path_factory.mktemp("redis-auth"), password=TEST_PASSWORD)
     server.start()
-    yield server.url
+    yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_server_with_password(_password_server: RedisProcess) -> str:
+    """The URL of a second private server that requires TEST_PASSWORD, emptied before the test."""
+    redis.Redis.from_url(_password_server.url).flushall()
+    return _password_server.url
 
 
 @pytest.fixture

@@ -122,6 +122,8 @@ def test_cleanup_needs_allow_destructive(redis_url):
 def test_bad_redis_url(url_template, words, redis_server, redis_server_with_password):
     auth_port = int(redis_server_with_password.rsplit(":", 1)[1].split("/")[0])
     url = url_template.format(port=redis_server.port, closed=free_port(), auth_port=auth_port)
+    # The password-protected server is shared by the session, so compare its key count before and after.
+    keys_before = redis.Redis.from_url(redis_server_with_password).dbsize()
     result = run_cli("run", "scenarios/ten-messages.yaml", "--redis-url", url)
 
     assert result.returncode == 2, result.stderr
@@ -129,7 +131,7 @@ def test_bad_redis_url(url_template, words, redis_server, redis_server_with_pass
     for word in words:
         assert word in result.stderr
     assert "wrong-pw" not in result.stderr
-    assert redis.Redis.from_url(redis_server_with_password).dbsize() == 0
+    assert redis.Redis.from_url(redis_server_with_password).dbsize() == keys_before
 
 
 def test_interrupt_writes_partial_report(tmp_path):

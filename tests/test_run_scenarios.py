@@ -203,3 +203,51 @@ def test_rq_native_profile_override(tmp_path):
     report = json.loads(report_path.read_text())
     assert report["producer"]["profile"] == "rq-native"
     assert report["jobs"]["finished"] == 10
+
+
+STACK = """
+name: with-stack
+services: [redis, mysql, clickhouse]
+workers: {count: 1, mode: simple}
+producer: {queue: "opik:optimizer-cloud", function: sandbox.worker.jobs.process_optimizer_job}
+phases: [{messages: 5, rate: burst}]
+expect: {finished: 5}
+"""
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is gone all the same.
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+
+
+def test_scenario_services_started_and_stopped(tmp_path):
+    scenario = parse_scenario(STACK, path=str(tmp_path / "stack.yaml"))
+    report, exit_code = Runner(scenario, RunOptions(state_dir=tmp_path / "state")).run()
+
+    assert exit_code == 0, report
+    assert report["services"]["started"] == ["redis", "mysql", "clickhouse"]
+    pids = [status["pid"] for status in report["services"]["statuses"]]
+    assert len(pids) == 3
+    assert not any(_pid_alive(pid) for pid in pids)
+
+
+def test_scenario_reuses_running_services(tmp_path):
+    from sandbox.services.local import LocalBackend
+
+    backend = LocalBackend(tmp_path / "state" / "services")
+    running = {status.name: status.pid for status in backend.up(["redis", "mysql"])}
+    try:
+        scenario = parse_scenario(STACK, path=str(tmp_path / "stack.yaml"))
+        report, exit_code = Runner(scenario, RunOptions(state_dir=tmp_path / "state")).run()
+
+        assert exit_code == 0, report
+        assert report["services"]["started"] == ["clickhouse"]
+        assert all(_pid_alive(pid) for pid in running.values())
+        clickhouse = next(s for s in report["services"]["statuses"] if s["name"] == "clickhouse")
+        assert not _pid_alive(clickhouse["pid"])
+    finally:
+        backend.down(["redis", "mysql", "clickhouse"])

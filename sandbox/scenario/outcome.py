@@ -110,6 +110,11 @@ def build_report(runner, started: float) -> dict:
             "url": mask_url(runner.redis_url) if runner.redis_url else None,
             "embedded": runner.redis_process is not None,
         },
+        "services": {
+            "backend": runner.scenario.backend if runner.backend is not None else None,
+            "started": list(runner.services_started),
+            "statuses": runner.service_statuses,
+        },
         "producer": {
             "profile": scenario.producer.profile,
             "queue": scenario.producer.queue,

@@ -23,7 +23,7 @@ class HeadlessProgress:
         if isinstance(event, events.Progress):
             self._progress(event)
         elif isinstance(event, events.RunStarted):
-            kind = "embedded" if event.embedded_redis else "external"
+            kind = "the run's own" if event.embedded_redis else "external"
             self._line(f"run {event.scenario}: {event.total_jobs} jobs, {kind} Redis {event.redis_url}")
         elif isinstance(event, events.WorkersReady):
             self._line(f"{len(event.names)} {event.mode} worker(s) ready")

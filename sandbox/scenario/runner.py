@@ -102,6 +102,12 @@ class Runner:
         self.expected_exits: set[str] = set()
         #: What RQ did with each job a killed worker held, once its recovery ran.
         self.abandoned_actions: dict[str, str] = {}
+        #: The service backend, when the scenario lists services beyond Redis or the docker backend.
+        self.backend = None
+        #: Services this run started through the backend (and stops at the end unless kept).
+        self.services_started: list[str] = []
+        #: Each backend service's status at start, as reported.
+        self.service_statuses: list[dict] = []
         self.state = RunState()
         self.redis_process: RedisProcess | None = None
         self.pool: WorkerPool | None = None
@@ -122,11 +128,12 @@ class Runner:
 
     def run(self) -> tuple[dict, int]:
         started = time.time()
-        if self.options.redis_url:
+        if self.options.redis_url or self._uses_stack():
             needing = sorted({f.type for f in self.faults.pending if f.type in EMBEDDED_ONLY})
             if needing:
                 raise UsageError(
-                    f"faults {', '.join(needing)} need the Redis the sandbox starts itself; drop --redis-url"
+                    f"faults {', '.join(needing)} need the private Redis a run starts itself; "
+                    "drop --redis-url, and list only redis under services with the local backend"
                 )
         state_dir = self._state_dir()
         try:
@@ -161,9 +168,46 @@ class Runner:
         self._tmp = tempfile.TemporaryDirectory(prefix="rq-sandbox-")
         return Path(self._tmp.name)
 
+    def _uses_stack(self) -> bool:
+        """Whether the scenario needs the service backend rather than a private redis-server alone."""
+        return self.scenario.backend == "docker" or set(self.scenario.services) != {"redis"}
+
+    def _start_stack(self, state_dir: Path) -> None:
+        """Bring up the scenario's services through its backend, reusing any already healthy."""
+        from sandbox.services.base import ServiceError, State
+        from sandbox.services.commands import make_backend
+        from sandbox.services.statefile import default_state_dir
+
+        names = [name for name in self.scenario.services if not (name == "redis" and self.options.redis_url)]
+        if not names:
+            return
+        stack_dir = Path(self.options.state_dir) / "services" if self.options.state_dir else default_state_dir()
+        self.backend = make_backend(self.scenario.backend, stack_dir)
+
+        try:
+            before = {status.name: status.state for status in self.backend.status(names)}
+            for name in names:
+                self.emit(events.ServiceState(name, "starting", self.scenario.backend))
+            statuses = self.backend.up(names)
+        except ServiceError as error:
+            raise InfrastructureError(f"starting services {', '.join(names)} failed: {error}") from None
+        self.services_started = [name for name in names if before.get(name) != State.HEALTHY]
+
+        for status in statuses:
+            self.service_statuses.append(status.as_dict())
+            if status.state != State.HEALTHY:
+                raise InfrastructureError(f"service {status.name} is {status.state.value}: {status.detail}")
+            reused = "" if status.name in self.services_started else " (already running, reused)"
+            self.emit(events.ServiceState(status.name, "healthy", f"{self.scenario.backend}{reused} {status.url or ''}"))
+
     def _start_redis(self, state_dir: Path) -> None:
+        if self._uses_stack():
+            self._start_stack(state_dir)
+
         if self.options.redis_url:
             self.redis_url = self.options.redis_url
+        elif self.backend is not None:
+            self.redis_url = self.backend.connection_url("redis", show_secrets=True)
         else:
             self.emit(events.ServiceState("redis", "starting", "embedded"))
             self.redis_process = RedisProcess(
@@ -174,13 +218,14 @@ class Runner:
 
         self.connection = redisconn.connect(self.redis_url)
         redisconn.require_version(self.connection, self.redis_url)
-        detail = "embedded" if self.redis_process else "external"
-        self.emit(events.ServiceState("redis", "healthy", f"{detail} {mask_url(self.redis_url)}"))
+        if self.backend is None:
+            detail = "embedded" if self.redis_process else "external"
+            self.emit(events.ServiceState("redis", "healthy", f"{detail} {mask_url(self.redis_url)}"))
         self.emit(events.RunStarted(
             scenario=self.scenario.name,
             total_jobs=self.scenario.total_messages,
             redis_url=mask_url(self.redis_url),
-            embedded_redis=self.redis_process is not None,
+            embedded_redis=self.redis_process is not None or "redis" in self.services_started,
         ))
 
     def _start_workers(self, state_dir: Path) -> None:
@@ -374,6 +419,18 @@ class Runner:
         if self.options.cleanup and self.connection is not None and self.state.sent:
             removed = cleanup_run(self.connection, self.scenario, [job.job_id for job in self.state.sent])
             self.emit(events.Notice(f"cleanup: removed {removed} keys and entries this run wrote"))
+
+        if self.backend is not None and self.services_started:
+            if self.options.keep_services:
+                self.emit(events.Notice(f"services left running: {', '.join(self.services_started)}"))
+            else:
+                try:
+                    self.backend.down(self.services_started)
+                    for name in self.services_started:
+                        self.emit(events.ServiceState(name, "stopped", self.scenario.backend))
+                except Exception as error:  # noqa: BLE001 - the report is already built
+                    logger.error("Stopping services %s failed: %s", self.services_started, error)
+                    self.emit(events.Notice(f"stopping services failed: {error}"))
 
         if self.redis_process is not None:
             if self.options.keep_services:
