@@ -114,7 +114,7 @@ def fill(connection: redis.Redis, jobs: int) -> tuple[float, list[str]]:
                 if what == "queued":
                     pipe.rpush(keys.queue_key(where), *ids)
                 else:
-                    pipe.zadd(keys.registry_key(what, where), {job_id: expires for job_id in ids})
+                    pipe.zadd(keys.registry_key(what, where), {member: expires for member in ids})
             pipe.execute()
             batch = {}
     connection.sadd(keys.QUEUES_SET, *(keys.queue_key(queue) for queue in QUEUES))

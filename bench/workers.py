@@ -297,8 +297,9 @@ def measure(redis_url: str, connection: redis.Redis, repeats: int) -> Section:
         ))
     for label in ("rq worker -w sandbox MetricsSimpleWorker", "pool simple (MetricsSimpleWorker)"):
         value = rate_ratio(label, PLAIN_SIMPLE)
+        # Three decimals, so a ratio just under the goal does not print as the goal itself.
         section.targets.append(Target(
-            f"{label} drain rate vs plain rq SimpleWorker", ">= 0.95x", times(value), value >= 0.95,
+            f"{label} drain rate vs plain rq SimpleWorker", ">= 0.95x", f"{value:.3f}x", value >= 0.95,
         ))
 
     killed = {label: sum(s.killed for s in runs) for label, runs in samples.items() if any(s.killed for s in runs)}

@@ -1,9 +1,11 @@
 """The `rq-sandbox` command line."""
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -153,7 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
     )
     runner = Runner(scenario, options, subscribers=[HeadlessProgress()])
-    report, exit_code = runner.run()
+    with _interrupt_on_termination():
+        report, exit_code = runner.run()
 
     if args.report:
         write_json(report, args.report)
@@ -165,7 +168,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(summary(report))
         if args.report:
             print(f"  report: {args.report}")
+        if args.junit:
+            print(f"  junit: {args.junit}")
     return exit_code
+
+
+@contextlib.contextmanager
+def _interrupt_on_termination():
+    """Treat SIGTERM and SIGHUP like Ctrl-C while a run is on.
+
+    A CI timeout or a closed terminal then stops the workers and the Redis the run
+    started, and still writes the partial report, instead of leaving them running.
+    """
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -1,5 +1,6 @@
 """Bad input is rejected with exit 2, one clear line, no traceback, and nothing written to Redis."""
 
+import json
 import os
 import signal
 import subprocess
@@ -134,14 +135,15 @@ def test_bad_redis_url(url_template, words, redis_server, redis_server_with_pass
     assert redis.Redis.from_url(redis_server_with_password).dbsize() == keys_before
 
 
-def test_interrupt_writes_partial_report(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["INT", "TERM", "HUP"])
+def test_interrupt_writes_partial_report(sig, tmp_path):
     slow = _write(tmp_path, "slow.yaml", TEN.replace("work: 500ms", "work: 5s"))
     report = tmp_path / "report.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "run", str(slow), "--report", str(report)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    # Wait until workers are up and jobs are running, then press Ctrl-C.
+    # Wait until workers are up and jobs are running, then stop the run.
     deadline = time.monotonic() + 60
     lines = []
     while time.monotonic() < deadline:
@@ -149,15 +151,20 @@ def test_interrupt_writes_partial_report(tmp_path):
         lines.append(line)
         if "started 1" in line:
             break
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=60)
 
     assert process.returncode == 130, "".join(lines) + stderr
-    data = __import__("json").loads(report.read_text())
+    data = json.loads(report.read_text())
     assert data["interrupted"] is True
     assert data["passed"] is False
     assert data["jobs"]["unaccounted"] == 0
-    assert "interrupted" in "".join(lines) + stderr
+    assert "INTERRUPTED" in stdout
+
+    # The run's own Redis is stopped too, not left running.
+    port = int(data["redis"]["url"].rsplit(":", 1)[1].split("/")[0])
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1).ping()
 
 
 def test_password_never_shown(redis_server_with_password, tmp_path):

@@ -131,6 +131,8 @@ def test_utf8_decode_bug_scenario_passes():
     assert report["workers"]["decode_responses"] is True
     (crash,) = report["workers"]["crashes"]
     assert crash["last_error"] == f"UnicodeDecodeError: {EXPECTED_ERROR}"
-    assert crash["job_id"] in report["jobs"]["ids"]["pending"]
-    assert (report["jobs"]["finished"], report["jobs"]["failed"], report["jobs"]["pending"]) == (0, 0, 3)
+    assert crash["job_id"] in report["jobs"]["ids"]["abandoned"]
+    assert report["jobs"]["abandoned_by_rq_action"] == {"left in the intermediate list": 1}
+    jobs = report["jobs"]
+    assert (jobs["finished"], jobs["failed"], jobs["abandoned"], jobs["pending"]) == (0, 0, 1, 2)
     assert all(item["passed"] for item in report["expectations"])

@@ -191,7 +191,9 @@ def test_nanosecond_timestamps_crash_rq_worker(tmp_path):
     crash = report["workers"]["crashes"][0]
     assert crash["last_error"].startswith("ValueError: time data '")
     assert "does not match format" in crash["last_error"]
-    assert crash["job_id"] in report["jobs"]["ids"]["pending"]
+    # The job the worker died on stays in the intermediate list: abandoned, not pending.
+    assert crash["job_id"] in report["jobs"]["ids"]["abandoned"]
+    assert report["jobs"]["abandoned_by_rq_action"] == {"left in the intermediate list": 1}
     assert report["jobs"]["unaccounted"] == 0
     assert report["producer"]["clock_precision"] == "nanos"
 

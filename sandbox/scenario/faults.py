@@ -249,7 +249,7 @@ class FaultInjector:
             if live_below and not force:
                 return {}
             registry.cleanup(timestamp=threshold + 0.001)
-        return {job_id: _where(connection, job_id, self.runner.scenario.workers.queues) for job_id in self.killed_jobs}
+        return {job_id: where_abandoned(connection, job_id, self.runner.scenario.workers.queues) for job_id in self.killed_jobs}
 
 
 def _job_of(member) -> str:
@@ -257,11 +257,13 @@ def _job_of(member) -> str:
     return text.split(":", 1)[0]
 
 
-def _where(connection: redis.Redis, job_id: str, queues) -> str:
+def where_abandoned(connection: redis.Redis, job_id: str, queues) -> str:
     """Name what RQ did with an abandoned job: requeued, moved to the failed registry, or left started."""
     for queue in queues:
         if connection.lpos(keys.queue_key(queue), job_id) is not None:
             return "requeued"
+        if connection.lpos(keys.intermediate_queue_key(queue), job_id) is not None:
+            return "left in the intermediate list"
         if connection.zscore(keys.registry_key("failed", queue), job_id) is not None:
             return "moved to the failed registry"
         started = keys.registry_key("started", queue)

@@ -11,6 +11,7 @@ from sandbox.monitor import harvest
 from sandbox.monitor.stats import summarize
 from sandbox.scenario.accounting import RunFacts, account
 from sandbox.scenario.expectations import ExpectationResult, evaluate
+from sandbox.scenario.faults import where_abandoned
 from sandbox.scenario.report import versions
 from sandbox.secrets import mask_url
 
@@ -158,6 +159,17 @@ def build_report(runner, started: float) -> dict:
         except redis.RedisError as error:
             logger.error("Reading the run's jobs from Redis failed: %s", error)
             state.infrastructure_error = state.infrastructure_error or f"reading jobs from Redis failed: {error}"
+
+    # A job a crashed worker held and nobody finished was abandoned, whatever RQ did with it since.
+    for crash in state.crashes:
+        job_id = crash.get("job_id")
+        if job_id and job_id in sent_by_id and job_id not in abandoned_actions and connection is not None:
+            record = next((r for r in records if r.job_id == job_id), None)
+            if record is not None and record.status != "finished":
+                try:
+                    abandoned_actions[job_id] = where_abandoned(connection, job_id, scenario.workers.queues)
+                except redis.RedisError as error:
+                    abandoned_actions[job_id] = f"unknown ({error})"
 
     crashed = {crash["worker"] for crash in state.crashes} | {item["worker"] for item in state.fault_exits}
     live = {w.name for w in runner.pool.workers} - crashed if runner.pool else set()

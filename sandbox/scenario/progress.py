@@ -1,5 +1,6 @@
 """Headless face of a run: a progress bar on a terminal, plain lines otherwise, and the summary."""
 
+import shutil
 import sys
 import time
 from typing import TextIO
@@ -46,7 +47,10 @@ class HeadlessProgress:
             width = 24
             filled = int(width * done / event.total) if event.total else width
             bar = "#" * filled + "-" * (width - filled)
-            self.stream.write(f"\r[{bar}] {text}")
+            # A line longer than the terminal wraps, and each redraw would then add a line.
+            columns = shutil.get_terminal_size((80, 24)).columns
+            line = f"[{bar}] {text}"[: max(20, columns - 1)]
+            self.stream.write(f"\r{line}\x1b[K")
             self.stream.flush()
             self._bar_open = True
             return
@@ -76,6 +80,8 @@ def summary(report: dict) -> str:
     """Render the end-of-run summary as text."""
     jobs = report["jobs"]
     verdict = "PASSED" if report["passed"] else "FAILED"
+    if report.get("interrupted"):
+        verdict = "INTERRUPTED"
     lines = [
         f"{report['scenario']}: {verdict} in {report['wall_s']:.2f}s",
         (
@@ -101,6 +107,8 @@ def summary(report: dict) -> str:
         lines.append(f"  worker crash: {crash['worker']} exit {crash['exit_code']}{held}: {crash['last_error']}")
     if report.get("infrastructure_error"):
         lines.append(f"  infrastructure error: {report['infrastructure_error']}")
+    if report.get("metrics_checks_skipped"):
+        lines.append(f"  metrics checks skipped: {report['metrics_checks_skipped']}")
     for item in report["expectations"]:
         mark = "ok  " if item["passed"] else "FAIL"
         lines.append(f"  [{mark}] {item['name']}: expected {item['expected']}, got {item['actual']}")

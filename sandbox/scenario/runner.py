@@ -385,8 +385,13 @@ class Runner:
                 logger.warning("Recovering abandoned jobs failed (%s); retrying next tick", error)
 
     def _only_stuck(self, pending: list[str]) -> bool:
-        """Whether every pending job is one that no worker will ever finish (orphaned)."""
-        return bool(pending) and all(job_id in self.state.orphaned for job_id in pending)
+        """Whether every pending job is one that no worker will ever finish.
+
+        Such jobs are orphaned (never queued) or were held by a worker that
+        crashed; RQ's maintenance only fails the latter minutes later.
+        """
+        held = {crash["job_id"] for crash in self.state.crashes if crash.get("job_id")}
+        return bool(pending) and all(job_id in self.state.orphaned or job_id in held for job_id in pending)
 
     def _all_workers_gone(self) -> bool:
         if self.pool is None:

@@ -346,7 +346,8 @@ class WorkerPool:
             current_job_id=current_job_id,
         )
         if not slot.stop_requested:
-            logger.warning("Worker %s: exited with status %s: %s", slot.name, exit_code, last_error)
+            reason = last_error or (f"killed by signal {-exit_code}" if exit_code and exit_code < 0 else "no error logged")
+            logger.warning("Worker %s: exited with status %s: %s", slot.name, exit_code, reason)
         return exit_
 
     def _forget_worker(self, name: str) -> str | None:
