@@ -210,8 +210,13 @@ def _collect(args: argparse.Namespace, names: list[str]) -> tuple[list[ServiceSt
     statuses: list[ServiceStatus] = []
     settings: dict[str, str] = {}
     for backend, group in _backends(args, names):
-        statuses.extend(backend.status(group))
+        group_statuses = backend.status(group)
+        statuses.extend(group_statuses)
+        # Settings only for services that run: a URL to a stopped or unavailable one points at nothing.
+        running = {status.name for status in group_statuses if status.state in (State.HEALTHY, State.STARTING, State.UNHEALTHY)}
         for name in group:
+            if name not in running:
+                continue
             url = backend.connection_url(name, show_secrets=True)
             if url:
                 settings.update(settings_for(name, url, getattr(args, "show_secrets", False)))
@@ -261,6 +266,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         _print_report(statuses, settings)
+    if statuses and all(status.state is State.UNAVAILABLE for status in statuses):
+        return int(ExitCode.INFRASTRUCTURE)
     return int(ExitCode.OK)
 
 
