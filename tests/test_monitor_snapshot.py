@@ -136,6 +136,36 @@ def test_snapshot_worker_without_hash_dead(connection):
     assert [(w.name, w.state) for w in snapshot.workers] == [("ghost", "dead")]
 
 
+def test_discover_keeps_drained_queues(connection):
+    # A Java-style writer never adds its queue to rq:queues; once drained, only the registries name it.
+    connection.zadd(registry_key("finished", "sandbox:faults"), {"done-1": 1})
+    connection.zadd(registry_key("started", "sandbox:busy"), {"run-1:exec-1": 1})
+    connection.set("rq:finished:not-a-registry", "x")
+    monitor = Monitor(connection, queues=[QUEUE])
+
+    assert monitor.discover_queues() == [QUEUE, "sandbox:busy", "sandbox:faults"]
+
+    connection.delete(registry_key("finished", "sandbox:faults"), registry_key("started", "sandbox:busy"))
+    assert monitor.discover_queues() == [QUEUE, "sandbox:busy", "sandbox:faults"]
+    snapshot = monitor.snapshot()
+    assert {queue.name: queue.registries["finished"] for queue in snapshot.queues} == {
+        QUEUE: 0, "sandbox:busy": 0, "sandbox:faults": 0,
+    }
+
+
+def test_added_queue_in_next_snapshot(connection):
+    Publisher(connection, ProfileOptions()).enqueue("sandbox:later", FUNCTION, ["x"])
+    monitor = Monitor(connection, queues=[QUEUE])
+    monitor.discover_queues()
+    monitor.add_queues(["sandbox:run"])
+
+    snapshot = monitor.snapshot()
+
+    assert [(queue.name, queue.depth) for queue in snapshot.queues] == [
+        (QUEUE, 0), ("sandbox:later", 1), ("sandbox:run", 0),
+    ]
+
+
 def test_timing_window_counts_jobs_once():
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
     clock = lambda: now.timestamp() + 30  # noqa: E731

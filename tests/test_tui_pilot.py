@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import OptionList
+from textual.widgets import Input, OptionList, ProgressBar
+from textual.widgets._footer import FooterKey
 
 from sandbox.tui import messages
 from sandbox.tui.app import SandboxApp
@@ -14,9 +15,12 @@ from sandbox.tui.commands import scenario_files
 from sandbox.tui.screens.job_detail import JobDetailScreen
 from sandbox.tui.stack import Stack, StackOptions, make_backend
 from sandbox.tui.widgets.jobs_table import JobsTable
+from sandbox.tui.widgets import workers_table
 from sandbox.tui.widgets.producer_panel import ProducerPanel
+from sandbox.tui.widgets.queues_table import QueuesTable
 from sandbox.tui.widgets.services_table import ServicesTable
 from sandbox.tui.widgets.status_bar import StatusBar
+from sandbox.tui.widgets.workers_table import WorkersTable
 
 SCENARIOS = scenario_files(Path(__file__).resolve().parent.parent / "scenarios")
 #: Long enough that a second job waits in the queue while the first one runs.
@@ -152,7 +156,9 @@ async def test_picker_runs_ten_messages(stack):
             progress = [m.event for m in seen if isinstance(m, messages.RunEvent)]
             assert progress, "no run event reached the screen"
             status = str(app.main.query_one(ProducerPanel).query_one("#run-status").render())
-            assert "ten-messages: PASSED · 10 finished" in status
+            assert "ten-messages: PASSED · 10 finished · total" in status
+            bar = app.main.query_one("#run-progress", ProgressBar)
+            assert (bar.progress, bar.total) == (10, 10)
             # The dashboard's own workers come back once the run is over.
             await wait_for(pilot, lambda: stack.pool.workers and stack.pool.workers[0].alive, description="workers back")
     finally:
@@ -211,3 +217,91 @@ async def test_password_never_on_screen(redis_server_with_password, tmp_path):
         stack.stop()
     log_files = list(tmp_path.rglob("*.log"))
     assert all(TEST_PASSWORD not in path.read_text(errors="replace") for path in log_files)
+
+
+@run_async
+async def test_picker_run_counts_and_queue(stack):
+    seen = []
+    app, hook = make_app(stack, seen)
+    try:
+        async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
+            await pilot.press("3")
+            picker = app.main.query_one("#scenarios", OptionList)
+            picker.highlighted = [path.stem for path in SCENARIOS].index("ttl-expiry")
+            await pilot.press("enter")
+
+            queues = app.main.query_one(QueuesTable)
+            await wait_for(pilot, lambda: "sandbox:faults" in queues.rows, timeout=10,
+                           description="the run's queue in the Queues table")
+            done = await wait_for(pilot, lambda: [m for m in seen if isinstance(m, messages.RunDone)], timeout=60,
+                                  description="the run to end")
+            assert done[0].report["jobs"]["expired"] == 3, done[0].report["jobs"]
+
+            status = str(app.main.query_one("#run-status").render())
+            assert "ttl-expiry: PASSED · 1 finished · 3 expired · total" in status
+            bar = app.main.query_one("#run-progress", ProgressBar)
+            assert (bar.progress, bar.total) == (4, 4)
+
+            # The queue stays after the run, and the queue filter offers it.
+            await wait_for(pilot, lambda: stack.pool.workers and stack.pool.workers[0].alive, description="workers back")
+            assert "sandbox:faults" in queues.rows
+            await pilot.press("2")
+            offered = set()
+            for _ in range(len(app.main.last_snapshot.queues) + 1):
+                await pilot.press("g")
+                offered.add(app.main.query_one("#jobs-table", JobsTable).queue_filter)
+            assert "sandbox:faults" in offered
+    finally:
+        app.shutdown()
+
+
+@run_async
+async def test_removed_worker_stopped_then_gone(stack, monkeypatch):
+    monkeypatch.setattr(workers_table, "STOPPED_SHOWN_S", 1.5)
+    app, hook = make_app(stack, [])
+    try:
+        async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
+            table = app.main.query_one(WorkersTable)
+            bar = app.main.query_one(StatusBar)
+
+            def states():
+                return {key.value: str(table.get_cell(key, "state")) for key in table.rows}
+
+            await pilot.press("plus")
+            await wait_for(pilot, lambda: len(states()) == 2 and "?" not in states().values(), description="two workers")
+            newest = stack.pool.workers[-1].name
+            await pilot.press("minus")
+
+            await wait_for(pilot, lambda: states().get(newest) == "stopped", description="the worker shown as stopped")
+            assert "dead" not in states().values()
+            assert f"· {table.row_count} workers ·" in bar.text
+            await wait_for(pilot, lambda: newest not in states(), description="the stopped worker to leave the table")
+            assert list(states().values()) == ["idle"]
+            await wait_for(pilot, lambda: "· 1 workers ·" in bar.text, description="the header count")
+    finally:
+        app.shutdown()
+
+
+@run_async
+async def test_producer_field_esc_frees_keys(tmp_path):
+    # No Redis: the keys are the screen's, not the monitor's.
+    stack = Stack(StackOptions(redis_url="redis://127.0.0.1:1/0", state_dir=tmp_path, extra_services=()))
+    app = SandboxApp(stack, SCENARIOS, live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        field = app.main.query_one("#send-count", Input)
+        field.focus()
+        await pilot.press("end", "1", "q")
+        assert field.value == "101"
+        assert app.main.query_one("#tabs").active == "producer"
+        assert app.is_running
+        footer = [(key.key_display, key.description) for key in app.screen.query(FooterKey)]
+        assert ("esc", "Leave field") in footer
+
+        await pilot.press("escape")
+        assert app.focused is app.main.query_one("#scenarios")
+        await pilot.press("1")
+        assert app.main.query_one("#tabs").active == "overview"
+        await pilot.press("3", "q")
+        await wait_for(pilot, lambda: not app.is_running, description="q to quit")
+    assert app.return_code == 0

@@ -162,15 +162,41 @@ class Monitor:
         self._jobs: OrderedDict[str, None] = OrderedDict()
 
     def discover_queues(self) -> list[str]:
-        """Find queues from ``rq:queues`` and a SCAN of ``rq:queue:*``; a few round trips, run it now and then."""
+        """Find queues from ``rq:queues`` and SCANs of queue lists and registries; run it now and then.
+
+        A queue once found stays: the Java writer never adds its queues to
+        ``rq:queues``, and a drained queue has no list key left, so the next
+        discovery could miss it.
+        """
         names = {_text(raw) for raw in self.connection.smembers(keys.QUEUES_SET)}
         found = {name.removeprefix(keys.QUEUE_PREFIX) for name in names if name} | self.known_queues
         for raw in self.connection.scan_iter(match=f"{keys.QUEUE_PREFIX}*", count=1000):
             name = _text(raw)
             if name and not name.endswith(":intermediate"):
                 found.add(name.removeprefix(keys.QUEUE_PREFIX))
-        self.queues = sorted(found)
+        found |= self._registry_queues()
+        self.queues = sorted(found | set(self.queues))
         return self.queues
+
+    def add_queues(self, names: Iterable[str]) -> None:
+        """Watch these queues from the next snapshot on, even while nothing shows them in Redis."""
+        self.known_queues.update(names)
+        self.queues = sorted(self.known_queues | set(self.queues))
+
+    def _registry_queues(self) -> set[str]:
+        # One walk of the keyspace that returns only sorted sets, so the job hashes do not cross the wire.
+        prefixes = tuple(registry_key(kind, "") for kind in REGISTRY_KINDS)
+        found = set()
+        try:
+            for raw in self.connection.scan_iter(match="rq:*", count=1000, _type="zset"):
+                name = _text(raw)
+                for prefix in prefixes:
+                    if name.startswith(prefix) and len(name) > len(prefix):
+                        found.add(name[len(prefix):])
+        except redis.ResponseError as error:
+            # SCAN ... TYPE needs Redis 6; older servers show the queues with a list only.
+            logger.debug("Monitor: no registry scan on this Redis: %s", error)
+        return found
 
     def watch(self, job_ids: Iterable[str]) -> None:
         """Put these ids at the newest end of the job window."""

@@ -73,6 +73,8 @@ class Stack:
         self.started: set[str] = set()
         self._redis_process: RedisProcess | None = None
         self._paused_count = options.workers
+        #: Pool workers removed on request, by name, with the wall-clock time of the request.
+        self.removed_workers: dict[str, float] = {}
 
     @property
     def external_redis(self) -> bool:
@@ -260,10 +262,21 @@ class Stack:
         self.pool.wait_ready()
 
     def remove_worker(self) -> str | None:
+        """Stop the newest live pool worker; return its name, or None when none is left."""
         if self.pool is None:
             raise UsageError("no worker pool is running")
+        live = [worker.name for worker in self.pool.workers if worker.alive]
+        # Marked before it stops, so no snapshot in between shows it as a crash.
+        marked = live[-1] if live else None
+        if marked:
+            self.removed_workers[marked] = time.time()
         exits = self.pool.remove(1)
-        return exits[0].name if exits else None
+        name = exits[0].name if exits else None
+        if marked and marked != name:
+            self.removed_workers.pop(marked, None)
+        if name:
+            self.removed_workers.setdefault(name, time.time())
+        return name
 
 
 def uptime(started_at: float | None, now: float | None = None) -> str:

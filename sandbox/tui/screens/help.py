@@ -17,7 +17,8 @@ KEYS = (
     ("+ / -", "add / remove a pool worker"),
     ("f / g", "jobs: cycle the state filter / the queue filter"),
     ("w", "timings: cycle the window (1, 5, 10 min, the last run)"),
-    ("Esc", "close a job's details or this help"),
+    ("Esc", "close a job's details or this help; leave a form field"),
+    ("r", "in a job's details: read it again"),
     ("?", "this help"),
     ("q", "quit, stopping what the dashboard started (unless --keep-services)"),
 )

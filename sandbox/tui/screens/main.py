@@ -28,6 +28,15 @@ from sandbox.tui.widgets.workers_table import WorkersTable, merge_workers
 #: Windows the timing view cycles through, in seconds; None means the current or last run.
 TIMING_WINDOWS = (60.0, 300.0, 600.0, None)
 TABS = ("overview", "jobs", "producer", "timing")
+#: Job classes of a run's report, in the order the verdict lists them. Pending jobs are not settled.
+JOB_CLASSES = ("finished", "failed", "abandoned", "expired", "orphaned", "lost", "pending", "unaccounted")
+SETTLED_CLASSES = JOB_CLASSES[:6]
+
+
+def job_counts(jobs: dict) -> str:
+    """``10 finished · 2 expired``: the finished count, then every other class that is not zero."""
+    parts = [f"{jobs.get(name, 0)} {name}" for name in JOB_CLASSES if name == "finished" or jobs.get(name)]
+    return " · ".join(parts)
 
 
 class MainScreen(ScreenWorkers):
@@ -107,7 +116,7 @@ class MainScreen(ScreenWorkers):
     def on_snapshot_ready(self, message: messages.SnapshotReady) -> None:
         snapshot = message.snapshot
         self.last_snapshot = snapshot
-        workers = merge_workers(snapshot.workers, message.pool_workers)
+        workers = merge_workers(snapshot.workers, message.pool_workers, self.stack.removed_workers)
         self.query_one(QueuesTable).show(snapshot.queues)
         self.query_one(WorkersTable).show(workers)
         self.query_one(JobsTable).show(snapshot.jobs)
@@ -227,10 +236,13 @@ class MainScreen(ScreenWorkers):
         event = message.event
         panel = self.query_one(ProducerPanel)
         if isinstance(event, events.Progress):
-            done = event.finished + event.failed
-            panel.progress(done, event.total)
-            self._run_counts = (f"{event.enqueued}/{event.total} enqueued · {event.started} started · "
-                                f"{event.finished} finished · {event.failed} failed · {event.elapsed_s:.1f} s")
+            # Expired or lost jobs are settled too: they will never finish.
+            panel.progress(event.finished + event.failed + event.gone, event.total)
+            counts = [f"{event.enqueued}/{event.total} enqueued", f"{event.started} started",
+                      f"{event.finished} finished", f"{event.failed} failed"]
+            if event.gone:
+                counts.append(f"{event.gone} expired or lost")
+            self._run_counts = " · ".join([*counts, f"{event.elapsed_s:.1f} s"])
             self._show_run_percentiles()
         elif isinstance(event, events.Notice):
             self.notify(event.message)
@@ -263,13 +275,14 @@ class MainScreen(ScreenWorkers):
         total = {key: "–" if value is None else f"{value:.0f}"
                  for key, value in report.get("timings_ms", {}).get("total", {}).items()}
         verdict = "PASSED" if report.get("passed") else f"FAILED (exit {message.exit_code})"
-        panel.progress(jobs.get("finished", 0) + jobs.get("failed", 0), max(1, jobs.get("enqueued", 0)))
+        settled = sum(jobs.get(name, 0) for name in SETTLED_CLASSES)
+        panel.progress(settled, max(1, jobs.get("enqueued", 0)))
+        counts = job_counts(jobs)
         panel.status(
-            f"{message.scenario}: {verdict} · {jobs.get('finished', 0)} finished · {jobs.get('failed', 0)} failed · "
-            f"{jobs.get('unaccounted', 0)} unaccounted · total p50 {total.get('p50')} ms p95 {total.get('p95')} ms · "
+            f"{message.scenario}: {verdict} · {counts} · total p50 {total.get('p50')} ms p95 {total.get('p95')} ms · "
             f"{report.get('wall_s')} s\nreport: {message.report_path}"
         )
-        self.notify(f"{message.scenario}: {verdict}, {jobs.get('finished', 0)} finished",
+        self.notify(f"{message.scenario}: {verdict}, {counts}",
                     severity="information" if report.get("passed") else "error")
         self._show_timings()
 

@@ -53,6 +53,8 @@ class ScreenWorkers(Screen):
         self.live = live
         #: Ids sent since the last snapshot; appended by any thread, drained by the monitor.
         self.new_ids: deque[str] = deque()
+        #: Queues watched besides the stack's, such as a scenario run's; replaced whole, never changed in place.
+        self.extra_queues: frozenset[str] = frozenset()
         #: Ids of the current scenario run, appended by the runner's thread.
         self.run_ids: list[str] = []
         self.runner = None
@@ -100,6 +102,9 @@ class ScreenWorkers(Screen):
             try:
                 if monitor is None:
                     monitor = Monitor(redisconn.connect(self.stack.redis_url, timeout=2.0), queues=self.stack.options.queues)
+                extra = self.extra_queues
+                if not extra <= monitor.known_queues:
+                    monitor.add_queues(extra)
                 if tick >= next_discovery:
                     monitor.discover_queues()
                     next_discovery = tick + DISCOVER_EVERY_S
@@ -220,6 +225,7 @@ class ScreenWorkers(Screen):
         try:
             scenario = load_scenario(path)
             name = scenario.name
+            self.extra_queues = self.extra_queues | {scenario.producer.queue, *scenario.workers.queues}
             stamp = time.strftime("%Y%m%d-%H%M%S")
             state_dir = self.stack.options.state_dir
             options = RunOptions(redis_url=self.stack.redis_url, state_dir=state_dir / "runs" / f"{name}-{stamp}")

@@ -5,9 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
+
+
+class NumberField(Input):
+    """A form field that Esc leaves, so the dashboard's keys (q, 1 to 4) work again."""
+
+    BINDINGS = [Binding("escape", "leave", "Leave field")]
+
+    def action_leave(self) -> None:
+        scenarios = self.screen.query_one("#scenarios", OptionList)
+        if scenarios.focusable:
+            scenarios.focus()
+        else:
+            self.blur()
 
 
 class ProducerPanel(Vertical):
@@ -21,9 +35,9 @@ class ProducerPanel(Vertical):
         with Horizontal(id="send-form"):
             yield Button("Send one (s)", id="send-one", compact=True)
             yield Label(" N ")
-            yield Input("10", id="send-count", type="integer", compact=True)
+            yield NumberField("10", id="send-count", type="integer", compact=True)
             yield Label(" at ")
-            yield Input("5", id="send-rate", type="number", compact=True)
+            yield NumberField("5", id="send-rate", type="number", compact=True)
             yield Label(" /s ")
             yield Button("Send N (n)", id="send-many", compact=True)
         yield Label("Scenarios (Enter runs one)", classes="section")

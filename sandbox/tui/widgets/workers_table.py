@@ -1,6 +1,8 @@
-"""Workers registered in Redis, and the pool's own workers that died."""
+"""Workers registered in Redis, and the pool's own workers that died or were stopped."""
 
 from __future__ import annotations
+
+import time
 
 from rich.text import Text
 from textual.widgets import DataTable
@@ -8,15 +10,31 @@ from textual.widgets import DataTable
 from sandbox.monitor.snapshot import WorkerRow
 from sandbox.worker.pool import WorkerHandle
 
-STATE_STYLES = {"busy": "yellow", "idle": "green", "dead": "red"}
+STATE_STYLES = {"busy": "yellow", "idle": "green", "dead": "red", "stopped": "dim"}
+#: Seconds a worker removed on request stays in the table as stopped.
+STOPPED_SHOWN_S = 10.0
 
 
-def merge_workers(rows: tuple[WorkerRow, ...], pool: tuple[WorkerHandle, ...]) -> list[WorkerRow]:
-    """Redis's view of the workers, plus the pool's workers that are gone from it because they died."""
+def merge_workers(rows: tuple[WorkerRow, ...], pool: tuple[WorkerHandle, ...],
+                  removed: dict[str, float] | None = None, now: float | None = None) -> list[WorkerRow]:
+    """Redis's view of the workers, plus the pool's workers that are gone from it.
+
+    A pool worker that ended on its own shows ``dead`` and stays. A worker in
+    ``removed`` (name to the time of the stop request) shows ``stopped`` for
+    `STOPPED_SHOWN_S`, then leaves the table.
+    """
+    removed = removed or {}
+    now = time.time() if now is None else now
     merged = {row.name: row for row in rows}
     for handle in pool:
-        if not handle.alive:
+        if handle.alive:
+            continue
+        if handle.name not in removed:
             merged[handle.name] = WorkerRow(handle.name, "dead", None, handle.pid)
+        elif now - removed[handle.name] < STOPPED_SHOWN_S:
+            merged[handle.name] = WorkerRow(handle.name, "stopped", None, handle.pid)
+        else:
+            merged.pop(handle.name, None)
     return [merged[name] for name in sorted(merged)]
 
 
