@@ -139,6 +139,26 @@ def fetch_outcome(job: Job, connection: redis.Redis, serializer: Any, job_class:
     )
 
 
+def outcome_in_process(job: Job, exc_string: str | None) -> JobOutcome | None:
+    """Return the outcome from the job object RQ updated in this process, or None when it lacks one."""
+    status = job.get_status(refresh=False)
+    if status is None or job.ended_at is None and status == JobStatus.FINISHED:
+        return None
+    status_text = str(getattr(status, "value", status))
+    error_type = None
+    if status_text in (JobStatus.FAILED.value, JobStatus.STOPPED.value):
+        error_type = error_type_from(exc_string, status_text)
+    return JobOutcome(
+        queue=job.origin,
+        function=_function_name(job),
+        status=status_text,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        ended_at=job.ended_at,
+        error_type=error_type,
+    )
+
+
 def _parse(value: str | None) -> datetime | None:
     """Parse a timestamp the way RQ does; None when it is missing or RQ could not parse it either."""
     if not value:
@@ -183,16 +203,31 @@ class MetricsMixin:
         super().__init__(*args, **kwargs)
         self.sink = sink or default_sink()
         self.warm_shutdown_requested = False
+        #: Traceback text RQ passed to handle_job_failure for the job running in this process.
+        self._exc_string: str | None = None
+
+    def handle_job_failure(self, job: Job, queue: Any, started_job_registry=None, exc_string: str = "") -> None:
+        self._exc_string = exc_string
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
 
     def execute_job(self, job: Job, queue: Any) -> None:
         instruments = self.sink.instruments
         attributes = {"queue": job.origin, "function": _function_name(job)}
 
+        self._exc_string = None
         instruments.concurrent.add(1, attributes)
         try:
             super().execute_job(job, queue)
         finally:
             instruments.concurrent.add(-1, attributes)
+
+        # A SimpleWorker runs the job in this process, so the job object holds the
+        # status and timestamps RQ just saved; a forked work horse kept them to itself.
+        if isinstance(self, SimpleWorker):
+            outcome = outcome_in_process(job, self._exc_string)
+            if outcome is not None:
+                record_outcome(instruments, outcome)
+                return
 
         try:
             outcome = fetch_outcome(job, self.connection, self.serializer, self.job_class)
