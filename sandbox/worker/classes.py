@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 import redis
 from rq import SimpleWorker, Worker
 from rq.utils import as_text, utcparse
+from rq.exceptions import StopRequested
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import DefaultSerializer, JSONSerializer, resolve_serializer
@@ -215,12 +217,27 @@ class MetricsMixin:
         attributes = {"queue": job.origin, "function": _function_name(job)}
 
         self._exc_string = None
+        stop: StopRequested | None = None
         instruments.concurrent.add(1, attributes)
         try:
             super().execute_job(job, queue)
+        except StopRequested as requested:
+            # RQ's SIGTERM handler raises this once the worker is no longer busy, which
+            # can be in the last lines of execute_job, after the job's outcome is saved.
+            stop = requested
         finally:
             instruments.concurrent.add(-1, attributes)
 
+        # Held back for these few lines, the signal cannot cut the recording short.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            self._record(job, instruments)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if stop is not None:
+            raise stop
+
+    def _record(self, job: Job, instruments: WorkerInstruments) -> None:
         # A SimpleWorker runs the job in this process, so the job object holds the
         # status and timestamps RQ just saved; a forked work horse kept them to itself.
         if isinstance(self, SimpleWorker):
