@@ -439,7 +439,10 @@ class Runner:
 
         if self.redis_process is not None:
             if self.options.keep_services:
-                self.emit(events.Notice(f"Redis left running at {mask_url(self.redis_process.url)}"))
+                self.emit(events.Notice(
+                    f"Redis left running at {mask_url(self.redis_process.url)} (pid {self.redis_process.pid}); "
+                    f"stop it with: kill {self.redis_process.pid}"
+                ))
             else:
                 self.redis_process.stop()
                 self.emit(events.ServiceState("redis", "stopped", "embedded"))
