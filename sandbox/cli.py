@@ -147,7 +147,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     options = RunOptions(
         redis_url=redis_url,
-        workers=args.workers,
         profile=args.profile,
         clock_precision=args.clock_precision,
         keep_services=args.keep_services,

@@ -1,5 +1,10 @@
 """Shared fixtures: private redis-servers the test session starts through the sandbox's own RedisProcess."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import redis
 from rq.serializers import JSONSerializer
@@ -7,6 +12,9 @@ from rq.serializers import JSONSerializer
 from sandbox.services.redis_process import RedisProcess
 from sandbox.worker.classes import MetricsSimpleWorker
 from sandbox.worker.metrics import MetricsSink
+
+#: The repository root, where the CLI tests run `python -m sandbox`.
+ROOT = Path(__file__).resolve().parent.parent
 
 #: Password of the session's password-protected server; tests grep output for it.
 TEST_PASSWORD = "s3cret-pw"
@@ -55,3 +63,13 @@ def drain(connection: redis.Redis, queue: str) -> None:
     """Run every queued job of `queue` with the sandbox's simple worker (real rq), then return."""
     worker = MetricsSimpleWorker([queue], connection=connection, serializer=JSONSerializer, sink=MetricsSink(None))
     worker.work(burst=True)
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run `python -m sandbox ARGS` from the repository root, without the caller's REDIS_* variables."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("REDIS_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=environment,
+    )

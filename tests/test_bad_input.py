@@ -1,7 +1,7 @@
 """Bad input is rejected with exit 2, one clear line, no traceback, and nothing written to Redis."""
 
+import functools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,19 +12,14 @@ import pytest
 import redis
 
 from sandbox.services.ports import free_port
+from tests import conftest
 from tests.conftest import TEST_PASSWORD
+
+# Rejected input fails fast, so these runs get a shorter limit than whole scenarios.
+run_cli = functools.partial(conftest.run_cli, timeout=120)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEN = (ROOT / "scenarios" / "ten-messages.yaml").read_text()
-
-
-def run_cli(*args, env=None, timeout=120):
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "sandbox", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=environment,
-    )
 
 
 def _write(tmp_path, name, content):

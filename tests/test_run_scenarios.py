@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,24 +10,12 @@ import redis
 from sandbox.scenario import events
 from sandbox.scenario.loader import parse_scenario
 from sandbox.scenario.runner import Runner, RunOptions
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
 
 pytestmark = pytest.mark.slow
-
-
-def run_cli(*args, env=None, timeout=240):
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "sandbox", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=environment,
-    )
 
 
 SHIPPED = sorted(path.stem for path in SCENARIOS.glob("*.yaml"))

@@ -154,7 +154,7 @@ class Locator:
     def _started_registry(self, queue: str) -> dict[str, float]:
         if queue not in self._started:
             members = self.connection.zrange(keys.registry_key("started", queue), 0, -1, withscores=True)
-            self._started[queue] = {_text(member).split(":", 1)[0]: score for member, score in members}
+            self._started[queue] = {keys.started_member_job_id(member): score for member, score in members}
         return self._started[queue]
 
     def locate(self, job_id: str, origin: str | None = None) -> dict:

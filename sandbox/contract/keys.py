@@ -38,6 +38,12 @@ def registry_key(kind: str, queue: str) -> str:
     return f"{_REGISTRY_PREFIXES[kind]}{queue}"
 
 
+def started_member_job_id(member: bytes | str) -> str:
+    """Return the job id of a started-registry member, which rq 2.x writes as ``<job id>:<execution id>``."""
+    text = member.decode() if isinstance(member, bytes) else member
+    return text.partition(":")[0]
+
+
 def result_key(job_id: str) -> str:
     """The stream where RQ 2.x stores a job's results."""
     return f"rq:results:{job_id}"

@@ -90,8 +90,6 @@ def _record(job_id: str, values: list) -> JobRecord:
         origin=origin,
     )
     record.problems = problems or None
-    if status is None and not any(values):
-        record.status = None
     return record
 
 

@@ -21,31 +21,14 @@ from datetime import datetime
 from typing import Any, Iterable
 
 import redis
-from rq.registry import (
-    CanceledJobRegistry,
-    DeferredJobRegistry,
-    FailedJobRegistry,
-    FinishedJobRegistry,
-    ScheduledJobRegistry,
-    StartedJobRegistry,
-)
 
 from sandbox.contract import keys
+# Re-exported: the TUI's queue table and the tests name registries through this module.
+from sandbox.contract.keys import REGISTRY_KINDS, registry_key
 from sandbox.contract.timestamps import parse_instant
 from sandbox.monitor.harvest import decode_exc_string
 
 logger = logging.getLogger(__name__)
-
-#: The installed rq names its registries; rq 2.x keeps started jobs in ``rq:wip:<queue>``.
-_REGISTRIES = {
-    "started": StartedJobRegistry,
-    "finished": FinishedJobRegistry,
-    "failed": FailedJobRegistry,
-    "deferred": DeferredJobRegistry,
-    "scheduled": ScheduledJobRegistry,
-    "canceled": CanceledJobRegistry,
-}
-REGISTRY_KINDS = tuple(_REGISTRIES)
 
 #: Job ids whose hashes each snapshot reads.
 JOB_WINDOW = 200
@@ -56,11 +39,6 @@ HISTORY_LEN = 600
 
 _JOB_FIELDS = ("status", "origin", "description", "created_at", "enqueued_at", "started_at", "ended_at", "worker_name")
 _WORKER_FIELDS = ("state", "current_job", "pid", "queues")
-
-
-def registry_key(kind: str, queue: str) -> str:
-    """Return the sorted set the installed rq uses for this registry kind."""
-    return _REGISTRIES[kind].key_template.format(queue)
 
 
 def _text(value: Any) -> str | None:
@@ -272,9 +250,8 @@ class Monitor:
 
 
 def _member_job_id(kind: str, member: str | None) -> str | None:
-    # rq 2.x stores "<job id>:<execution id>" in the started registry.
-    if member and kind == "started" and ":" in member:
-        return member.rsplit(":", 1)[0]
+    if member and kind == "started":
+        return keys.started_member_job_id(member)
     return member
 
 

@@ -241,20 +241,15 @@ class FaultInjector:
         for queue in self.runner.scenario.workers.queues:
             registry = StartedJobRegistry(queue, connection=connection)
             entries = connection.zrange(registry.key, 0, -1, withscores=True)
-            dead = [score for member, score in entries if _job_of(member) in self.killed_jobs]
+            dead = [score for member, score in entries if keys.started_member_job_id(member) in self.killed_jobs]
             if not dead:
                 continue
             threshold = max(dead)
-            live_below = [score for member, score in entries if _job_of(member) not in self.killed_jobs and score <= threshold]
+            live_below = [score for member, score in entries if keys.started_member_job_id(member) not in self.killed_jobs and score <= threshold]
             if live_below and not force:
                 return {}
             registry.cleanup(timestamp=threshold + 0.001)
         return {job_id: where_abandoned(connection, job_id, self.runner.scenario.workers.queues) for job_id in self.killed_jobs}
-
-
-def _job_of(member) -> str:
-    text = member.decode() if isinstance(member, bytes) else member
-    return text.split(":", 1)[0]
 
 
 def where_abandoned(connection: redis.Redis, job_id: str, queues) -> str:
@@ -267,7 +262,7 @@ def where_abandoned(connection: redis.Redis, job_id: str, queues) -> str:
         if connection.zscore(keys.registry_key("failed", queue), job_id) is not None:
             return "moved to the failed registry"
         started = keys.registry_key("started", queue)
-        if any(_job_of(member) == job_id for member in connection.zrange(started, 0, -1)):
+        if any(keys.started_member_job_id(member) == job_id for member in connection.zrange(started, 0, -1)):
             return "left in the started registry"
     status = connection.hget(keys.job_key(job_id), "status")
     return f"status {status.decode() if status else 'gone'}"

@@ -2,7 +2,6 @@
 
 import logging
 import time
-from collections import defaultdict
 
 import redis
 
