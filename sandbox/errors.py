@@ -11,7 +11,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     #: Bad input: a scenario file, an option, a URL or a payload was rejected.
     USAGE = 2
-    #: Infrastructure failed: Redis would not start or answer, a worker died.
+    #: Infrastructure failed: Redis would not start or respond, a worker died.
     INFRASTRUCTURE = 3
     #: Interrupted by the user (Ctrl-C).
     INTERRUPTED = 130

@@ -1,7 +1,6 @@
 """Faults: producer retries against a paused Redis, and losses after a restart without persistence."""
 
 import threading
-import time
 
 import pytest
 import redis

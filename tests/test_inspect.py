@@ -3,8 +3,6 @@
 import argparse
 import json
 
-import pytest
-import redis
 
 from sandbox.cli import main
 from sandbox.contract.check_cli import add_inspect_arguments, run_inspect

@@ -67,7 +67,8 @@ def test_tmux_dashboard_sends_and_quits(tmp_path):
         assert "***" in screen or "redis://127.0.0.1" in screen
         worker_pid = int(re.search(r"tui-\S+-(\d+)-0", screen).group(1))
         redis_pid = json.loads((state / "state.json").read_text())["services"]["redis"]["pid"]
-        assert alive(worker_pid) and alive(redis_pid)
+        assert alive(worker_pid)
+        assert alive(redis_pid)
 
         tmux("send-keys", "-t", session, "s")
         tmux("send-keys", "-t", session, "2")
@@ -89,6 +90,7 @@ def test_tmux_dashboard_sends_and_quits(tmp_path):
         assert not alive(redis_pid), "the dashboard's Redis outlived it"
         log = (state / "tui" / "tui.log").read_text()
         assert "Dashboard stopped" in log
-        assert "opik@" not in log and ":opik@" not in log
+        assert "opik@" not in log
+        assert ":opik@" not in log
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

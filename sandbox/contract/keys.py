@@ -28,7 +28,7 @@ def queue_key(queue: str) -> str:
 
 
 def intermediate_queue_key(queue: str) -> str:
-    """The list RQ 2.x moves an id into (LMOVE) between dequeue and start."""
+    """Return the list RQ 2.x moves an id into (LMOVE) between dequeue and start."""
     return f"{QUEUE_PREFIX}{queue}:intermediate"
 
 
@@ -45,5 +45,5 @@ def started_member_job_id(member: bytes | str) -> str:
 
 
 def result_key(job_id: str) -> str:
-    """The stream where RQ 2.x stores a job's results."""
+    """Return the stream where RQ 2.x stores a job's results."""
     return f"rq:results:{job_id}"

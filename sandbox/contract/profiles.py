@@ -32,7 +32,7 @@ DEFAULT_TTL_S = 86_400
 
 @dataclass(frozen=True)
 class ProfileOptions:
-    """What differs between real producers of the same queue."""
+    """Settings that differ between real producers of the same queue."""
 
     name: str = "java"
     #: Clock resolution of the writer: ``nanos`` (JDK 15+ on Linux), ``micros`` or ``millis``.

@@ -159,7 +159,7 @@ def build_report(runner, started: float) -> dict:
             logger.error("Reading the run's jobs from Redis failed: %s", error)
             state.infrastructure_error = state.infrastructure_error or f"reading jobs from Redis failed: {error}"
 
-    # A job a crashed worker held and nobody finished was abandoned, whatever RQ did with it since.
+    # A job a crashed worker had taken and no worker finished was abandoned, whatever RQ did with it since.
     for crash in state.crashes:
         job_id = crash.get("job_id")
         if job_id and job_id in sent_by_id and job_id not in abandoned_actions and connection is not None:

@@ -36,7 +36,7 @@ def check_output_paths(report: Path | None, junit: Path | None, state_dir: Path 
 def check_function_importable(scenario: Scenario) -> None:
     """Import the job function the way a worker will, in a child process with the workers' import path.
 
-    The child keeps whatever the import does away from this process; a job
+    The child keeps whatever the import does away from this process. A job
     function that cannot be imported would otherwise fail every job of the run.
     """
     if scenario.workers.count == 0:

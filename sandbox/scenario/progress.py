@@ -82,6 +82,7 @@ def summary(report: dict) -> str:
     verdict = "PASSED" if report["passed"] else "FAILED"
     if report.get("interrupted"):
         verdict = "INTERRUPTED"
+
     lines = [
         f"{report['scenario']}: {verdict} in {report['wall_s']:.2f}s",
         (
@@ -90,28 +91,33 @@ def summary(report: dict) -> str:
             f"lost {jobs['lost']}, pending {jobs['pending']}, unaccounted {jobs['unaccounted']}"
         ),
     ]
+
     for name in ("queue_wait", "processing", "total"):
         timing = report["timings_ms"][name]
         lines.append(
             f"  {name + ' ms:':16} p50 {_fmt(timing['p50'])}  p95 {_fmt(timing['p95'])}  "
             f"p99 {_fmt(timing['p99'])}  max {_fmt(timing['max'])}  (n={timing['count']})"
         )
+
     throughput = report["throughput"]
     lines.append(f"  throughput: enqueue {throughput['enqueue_per_s'] or '-'}/s, complete {throughput['complete_per_s'] or '-'}/s")
+
     for group in report.get("errors", [])[:5]:
         lines.append(f"  error x{group['count']}: {group['error']}")
     for fault in report.get("faults", []):
         lines.append(f"  {fault['fault']}: {fault['detail'] or 'never fired'}")
     for crash in report["workers"]["crashes"]:
-        held = f" holding job {crash['job_id']}" if crash.get("job_id") else ""
-        lines.append(f"  worker crash: {crash['worker']} exit {crash['exit_code']}{held}: {crash['last_error']}")
+        taken = f" holding job {crash['job_id']}" if crash.get("job_id") else ""
+        lines.append(f"  worker crash: {crash['worker']} exit {crash['exit_code']}{taken}: {crash['last_error']}")
     if report.get("infrastructure_error"):
         lines.append(f"  infrastructure error: {report['infrastructure_error']}")
     if report.get("metrics_checks_skipped"):
         lines.append(f"  metrics checks skipped: {report['metrics_checks_skipped']}")
+
     for item in report["expectations"]:
         mark = "ok  " if item["passed"] else "FAIL"
         lines.append(f"  [{mark}] {item['name']}: expected {item['expected']}, got {item['actual']}")
+
     versions = report["versions"]
     lines.append(f"  rq {versions['rq']}, redis-py {versions['redis_py']}, Redis server {versions['redis_server']}")
     return "\n".join(lines)

@@ -32,7 +32,7 @@ def write_json(report: dict, path: Path) -> None:
 
 
 def write_junit(report: dict, path: Path) -> None:
-    """One test suite per run, one test case per expectation."""
+    """Write one test suite per run, with one test case per expectation."""
     expectations = report.get("expectations", [])
     failures = [item for item in expectations if not item["passed"]]
     suite = ET.Element(

@@ -169,7 +169,7 @@ class Runner:
         return Path(self._tmp.name)
 
     def _uses_stack(self) -> bool:
-        """Whether the scenario needs the service backend rather than a private redis-server alone."""
+        """Return whether the scenario needs the service backend rather than a private redis-server alone."""
         return self.scenario.backend == "docker" or set(self.scenario.services) != {"redis"}
 
     def _start_stack(self, state_dir: Path) -> None:
@@ -385,10 +385,10 @@ class Runner:
                 logger.warning("Recovering abandoned jobs failed (%s); retrying next tick", error)
 
     def _only_stuck(self, pending: list[str]) -> bool:
-        """Whether every pending job is one that no worker will ever finish.
+        """Return whether every pending job is one that no worker will ever finish.
 
-        Such jobs are orphaned (never queued) or were held by a worker that
-        crashed; RQ's maintenance only fails the latter minutes later.
+        Such jobs are orphaned (never queued) or were taken by a worker that
+        crashed. RQ's maintenance fails the latter only after more than a minute.
         """
         held = {crash["job_id"] for crash in self.state.crashes if crash.get("job_id")}
         return bool(pending) and all(job_id in self.state.orphaned or job_id in held for job_id in pending)

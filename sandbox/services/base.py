@@ -1,4 +1,4 @@
-"""What every service backend (Docker containers or local processes) offers."""
+"""The interface every service backend (Docker containers or local processes) implements."""
 
 import enum
 from dataclasses import asdict, dataclass
@@ -27,7 +27,7 @@ class State(str, enum.Enum):
 
 @dataclass
 class ServiceStatus:
-    """One service as a backend sees it now."""
+    """One service's current state, as its backend reports it."""
 
     name: str
     backend: str

@@ -238,8 +238,8 @@ class MetricsMixin:
             raise stop
 
     def _record(self, job: Job, instruments: WorkerInstruments) -> None:
-        # A SimpleWorker runs the job in this process, so the job object holds the
-        # status and timestamps RQ just saved; a forked work horse kept them to itself.
+        # A SimpleWorker runs the job in this process, so the job object contains the
+        # status and timestamps RQ just saved. A forked work horse kept them to itself.
         if isinstance(self, SimpleWorker):
             outcome = outcome_in_process(job, self._exc_string)
             if outcome is not None:
